@@ -313,8 +313,8 @@ def _veo3(endpoint: str, fast: bool, i2v: bool) -> ModelSpec:
         else per_second(0.20, "fal llms.txt (veo3)", with_audio=0.40)
     )
     title = "Veo 3" + (" Fast" if fast else "") + (" (image)" if i2v else "")
-    return ModelSpec(endpoint, title, tuple(fields), price, clip_seconds=_seconds_suffix,
-                     audio_field="generate_audio", generation_seconds=60 if fast else 120, image_to_video=i2v)  # fmt: skip
+    return ModelSpec(endpoint, title, tuple(fields), price, clip_seconds=_seconds_suffix, audio_field="generate_audio",
+                     generation_seconds=60 if fast else 120, image_to_video=i2v)  # fmt: skip
 
 
 def _kling(endpoint: str, i2v: bool) -> ModelSpec:

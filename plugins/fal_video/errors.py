@@ -8,11 +8,11 @@ codes and response bodies only (fal never echoes the key).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a request or a job did not succeed."""
 
     AUTH = "auth"  # 401/403: the key is missing, wrong, or lacks permission

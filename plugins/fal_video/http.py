@@ -18,6 +18,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from fal_video.errors import FalError, Reason, describe_fields, flatten_detail
 
@@ -115,3 +116,49 @@ def classify_response(status_code: int, headers: Mapping[str, str], body: str, *
 def _tail(text: Any) -> str:
     text = str(text or "").strip()
     return f": {text[:200]}" if text else ""
+
+
+# --- per-call retry rules (used by fal_video.hook) --------------------------------------------
+
+SUBMIT, STATUS, RESULT, CANCEL = "submit", "status", "result", "cancel"
+
+
+def should_retry_answer(call: str, status_code: int, headers: Mapping[str, str], body: str) -> bool:
+    """Whether an HTTP answer to ``call`` is worth repeating.
+
+    - submit and cancel: only answers that say the request did not take effect (408/409/429, ingress).
+    - status: any of those plus any 5xx; a status GET has no side effect and a 5xx there is not the job's.
+    - result: those plus 502/503/504 whatever their headers (F6: a finished video must not be lost to one
+      gateway error). A 500 is the job's own failure and is final. The caller turns 5xx retries off when
+      the status already reported the job failed (``error`` / ``error_type``), so a failed job costs one GET.
+    """
+    if is_retryable_answer(status_code, headers, body):
+        return True
+    if call == STATUS:
+        return status_code >= 500
+    if call == RESULT:
+        return status_code in INGRESS_STATUS
+    return False
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """True when ``url`` has the scheme, host and port of ``base_url``: the only place the key may go."""
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme.lower(), a.hostname, _port(a)) == (b.scheme.lower(), b.hostname, _port(b))
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return -1  # a malformed port never matches a well-formed base
+
+
+def parse_json(body: str, *, what: str, status_code: int | None = None) -> Any:
+    """A JSON body, or FalError(BAD_RESPONSE) quoting only the start of the text."""
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError):
+        raise FalError(
+            Reason.BAD_RESPONSE, f"{what}: answer is not JSON: {body[:80]!r}", status_code=status_code
+        ) from None

@@ -110,3 +110,28 @@ class ArchiveRecord(_Record):
     fps: float | None = None
     codec: str | None = None
     has_audio: bool | None = None
+
+
+@dataclass(frozen=True)
+class PromptRow(_Record):
+    """One data row of a prompt CSV after validation.
+
+    ``line`` (where the row starts in the file, 1-based, header = line 1) is unique within a file;
+    ``row_id`` is the CSV's ``id`` or a stable id derived from the content, so two rows may share
+    an id only when their content is identical (they then share one job). A row with ``error``
+    set is rejected: the message names the file, the line and the field.
+    """
+
+    row_id: str
+    source: str
+    line: int
+    prompt: str
+    endpoint: str
+    arguments: dict[str, Any]  # coerced by the catalog, includes "prompt"; what fal will receive
+    metadata: dict[str, Any] = field(default_factory=dict)  # CSV columns that are not model inputs
+    error: str | None = None
+    error_field: str | None = None
+
+    @property
+    def job_key(self) -> str:
+        return content_key(self.endpoint, self.arguments)

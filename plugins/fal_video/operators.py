@@ -1,0 +1,135 @@
+"""FalSubmitOperator: submit one chunk of jobs to fal's queue, paying at most once per job.
+
+For each job it asks the submission store first (``prepare``): a job already submitted is
+re-attached, a job whose earlier submit has an unknown outcome is left alone (F4), otherwise it
+submits and records the request id at once (``record``). Per-job failures become
+:class:`~fal_video.records.NotSubmitted` records; the operator raises only when it cannot work at
+all (bad connection, bad ``jobs`` value, a store that cannot record a paid request id).
+
+Account lock (F8) and auth failures stop the chunk: every further submit would fail too. The
+rest of the chunk is marked NotSubmitted with that reason, an ERROR is logged, and the records are
+returned; the DAG's final (manifest) task fails the run because those rows carry
+``account_locked`` / ``auth``. Already running jobs keep being waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from fal_video.errors import FalError, Reason
+from fal_video.hook import FalHook
+from fal_video.records import Job, NotSubmitted, Submission
+from fal_video.stores import MemoryStore, SubmissionStore
+
+STOP_REASONS = (Reason.ACCOUNT_LOCKED, Reason.AUTH)
+
+
+class FalSubmitOperator(BaseOperator):
+    """Submit ``jobs`` (``Job.as_dict()`` values); return ``{"submissions": [...], "not_submitted": [...]}``.
+
+    :param jobs: one chunk of jobs; templated, and mappable with ``.partial(...).expand(jobs=...)``.
+    :param fal_conn_id: the fal connection.
+    :param ledger_root: where :class:`fal_video.ledger.Ledger` keeps request ids; None keeps them in memory.
+    """
+
+    template_fields: Sequence[str] = ("jobs", "ledger_root")
+    ui_color = "#f2e6ff"
+
+    def __init__(
+        self,
+        *,
+        jobs: list[dict[str, Any]],
+        fal_conn_id: str = FalHook.default_conn_name,
+        ledger_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jobs = jobs
+        self.fal_conn_id = fal_conn_id
+        self.ledger_root = ledger_root
+
+    def get_hook(self) -> FalHook:
+        return FalHook(fal_conn_id=self.fal_conn_id)
+
+    def submission_store(self) -> SubmissionStore:
+        """The ledger when ``ledger_root`` is set, else a per-attempt in-memory store. Override to change."""
+        if self.ledger_root:
+            from fal_video.ledger import Ledger  # imported lazily: only runs that persist need it
+
+            return Ledger(self.ledger_root)
+        return MemoryStore()
+
+    def execute(self, context: Context) -> dict[str, list[dict[str, Any]]]:
+        jobs = _parse_jobs(self.jobs)
+        hook, store = self.get_hook(), self.submission_store()
+        hook.settings()  # a bad connection fails the task before anything is claimed
+        ti = context.get("ti")
+        owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/{ti.try_number}" if ti else self.task_id
+        try:
+            submissions, not_submitted = submit_chunk(hook, store, jobs, owner, self.log)
+        finally:
+            hook.close()
+        self.log.info("chunk: %d submitted or re-attached, %d not submitted", len(submissions), len(not_submitted))
+        return {
+            "submissions": [s.as_dict() for s in submissions],
+            "not_submitted": [n.as_dict() for n in not_submitted],
+        }
+
+
+def submit_chunk(
+    hook: FalHook, store: SubmissionStore, jobs: list[Job], owner: str, log: Any
+) -> tuple[list[Submission], list[NotSubmitted]]:
+    """The submit loop, outside the operator so it is easy to test and read."""
+    submissions: list[Submission] = []
+    not_submitted: list[NotSubmitted] = []
+    stop: FalError | None = None
+    for job in jobs:
+        if stop is not None:
+            not_submitted.append(NotSubmitted(job.job_key, stop.reason.value, f"not submitted: {stop.message}"))
+            continue
+        prior = store.prepare(job, owner)
+        if isinstance(prior, Submission):
+            log.info("job %s: re-attached to request %s (no new submit)", job.job_key, prior.request_id)
+            submissions.append(prior)
+            continue
+        if isinstance(prior, NotSubmitted):
+            log.warning("job %s: not submitted: %s", job.job_key, prior.reason)
+            not_submitted.append(prior)
+            continue
+        try:
+            submission = hook.submit(job)
+        except FalError as exc:
+            store.record_failure(job.job_key, exc)
+            not_submitted.append(NotSubmitted(job.job_key, exc.reason.value, exc.message))
+            if exc.reason in STOP_REASONS:
+                stop = exc
+                log.error("job %s: %s; stopping this chunk: the remaining jobs are not submitted", job.job_key, exc)
+            else:
+                log.warning("job %s: not submitted (%s): %s", job.job_key, exc.reason.value, exc.message)
+            continue
+        except BaseException:
+            store.record_failure(job.job_key, FalError(Reason.SUBMIT_UNKNOWN, "the submit was interrupted"))
+            raise
+        # The request id is paid for: log it first (last-resort record), then persist before anything else.
+        log.info("job %s: submitted as request %s", job.job_key, submission.request_id)
+        store.record(submission)
+        submissions.append(submission)
+    return submissions, not_submitted
+
+
+def _parse_jobs(raw: Any) -> list[Job]:
+    """``Job`` values from the (rendered) ``jobs`` argument; a job listed twice is submitted once."""
+    if isinstance(raw, dict) and "job_key" in raw:
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)):
+        raise ValueError(f"jobs must be a list of Job dicts, got {type(raw).__name__}")
+    jobs: dict[str, Job] = {}
+    for item in raw:
+        job = item if isinstance(item, Job) else Job.from_dict(dict(item))
+        if not job.endpoint or not isinstance(job.arguments, dict):
+            raise ValueError(f"job {job.job_key!r} has no endpoint or its arguments are not an object")
+        jobs.setdefault(job.job_key, job)
+    return list(jobs.values())
