@@ -22,14 +22,14 @@ for sub in ("plugins", "include"):
     if str(ROOT / sub) not in sys.path:
         sys.path.insert(0, str(ROOT / sub))
 
-from fal_emulator.testing import EmulatorServer  # noqa: E402
-
 TEST_KEY = "test-key-0123:secret-abcdef"
 
 
 @pytest.fixture(scope="session")
 def emulator_server():
     """One emulator process for the session (fast, time-scaled); tests reset it through `emulator`."""
+    from fal_emulator.testing import EmulatorServer
+
     with EmulatorServer(keys=[TEST_KEY], time_scale=0.002, seed=7) as server:
         yield server
 
