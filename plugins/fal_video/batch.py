@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fal_video.records import ArchiveRecord, Job, NotSubmitted, Outcome, PromptRow, Submission
+from fal_video.records import ArchiveRecord, Job, Outcome, PromptRow
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,7 @@ def _flatten(values: Any) -> list[Any]:
     return out
 
 
-def write_manifest(
-    params: dict[str, Any], run_id: str, submitted: Any, waited: Any, archived: Any
-) -> dict[str, Any]:
+def write_manifest(params: dict[str, Any], run_id: str, submitted: Any, waited: Any, archived: Any) -> dict[str, Any]:
     """Join everything known about the run into one manifest row per CSV row; apply the failure policy."""
     from fal_video.archive import Archive
     from fal_video.manifest import FailurePolicy, build_manifest, evaluate, write_run
@@ -206,29 +204,29 @@ def write_manifest(
     reused = {k: ArchiveRecord.from_dict(v) for k, v in plan_data["reused"].items()}
 
     ledger, archive = _ledger(root), Archive(root)
-    chunks = _flatten(submitted)
-    submissions = [Submission.from_dict(s) for c in chunks for s in c.get("submissions", [])]
-    not_submitted = [NotSubmitted.from_dict(n) for c in chunks for n in c.get("not_submitted", [])]
-    known = {s.job_key for s in submissions} | {n.job_key for n in not_submitted}
+    chunks = [c for c in _flatten(submitted) if isinstance(c, dict)]
+    submissions: list[Any] = [s for c in chunks for s in c.get("submissions") or []]
+    not_submitted: list[Any] = [n for c in chunks for n in c.get("not_submitted") or []]
+    known = {r.get("job_key") for r in submissions + not_submitted if isinstance(r, dict)}
     for key in jobs.keys() - known - reused.keys():  # a submit task that died after recording
         if sub := ledger.submission(key):
             submissions.append(sub)
-    outcomes = [Outcome.from_dict(o) for w in _flatten(waited) for o in w.get("outcomes", [])]
-    records = {r["job_key"]: ArchiveRecord.from_dict(r) for r in _flatten(archived)}
+    outcomes: list[Any] = [o for w in _flatten(waited) if isinstance(w, dict) for o in w.get("outcomes") or []]
+    records: list[Any] = [r for r in _flatten(archived)]
     for key in jobs.keys() - reused.keys():  # the sidecar is the truth for what is archived
         if (rec := archive.existing(key)) is not None:
-            records[key] = rec
-
+            records.append(rec)
+    warnings: list[str] = []
     manifest_rows = build_manifest(
         rows, jobs=jobs, reused=reused, submissions=submissions, not_submitted=not_submitted,
-        outcomes=outcomes, archived=list(records.values()), dry_run=bool(plan_data.get("dry_run")),
+        outcomes=outcomes, archived=records, dry_run=bool(plan_data.get("dry_run")), warnings=warnings,
     )  # fmt: skip
-    outcome_by_key = {o.job_key: o for o in outcomes}
+    ended_without_video = {o.get("job_key") for o in outcomes if isinstance(o, dict) and o.get("state") != "succeeded"}
+    finished: set[str] = set()
     for row in manifest_rows:
-        if row.job_key and row.job_key in jobs and not plan_data.get("dry_run"):
-            outcome = outcome_by_key.get(row.job_key)
-            retire = outcome is not None and outcome.state != "succeeded"
-            ledger.finish(row.job_key, row.status, row.reason, retire=retire)
+        if row.job_key in jobs and row.job_key not in finished and not plan_data.get("dry_run"):
+            finished.add(row.job_key)
+            ledger.finish(row.job_key, row.status, row.reason, retire=row.job_key in ended_without_video)
 
     policy = FailurePolicy(plan_data.get("failure_policy") or "failures")
     ok, message = evaluate(manifest_rows, policy)
@@ -236,7 +234,7 @@ def write_manifest(
         run_dir, manifest_rows, run_id=run_id, source=plan_data["source"], started_at=plan_data["started_at"],
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_seconds=round(time.time() - float(plan_data["started_epoch"]), 2),
-        failure_policy=policy.value, verdict=message, note=plan_data.get("note"),
+        failure_policy=policy, warnings=warnings, note=plan_data.get("note"), plan=plan_data.get("summary"),
     )  # fmt: skip
     log.info("Manifest: %s", run_dir / "manifest.csv")
     log.info("Videos: %s", _path(root) / "videos")

@@ -78,6 +78,16 @@ def _storage_path(root: str) -> Any:
     return ObjectStoragePath(root)
 
 
+def _earlier_try_of(claim_owner: str, owner: str) -> bool:
+    """True when the claim was left by an earlier try of the same task, which is therefore dead.
+
+    Owners look like ``dag/run/task/map_index#try3``; a retry does not need to wait out the TTL.
+    """
+    task, _, _ = owner.partition("#")
+    claim_task, _, _ = claim_owner.partition("#")
+    return bool(task) and task == claim_task and claim_owner != owner
+
+
 class Ledger:
     """Per-job records under ``<root>/ledger/``; implements the submit operator's store protocol."""
 
@@ -181,7 +191,11 @@ class Ledger:
     # --- the submit operator's store protocol --------------------------------------------------
 
     def prepare(self, job: Job, owner: str) -> Submission | NotSubmitted | None:
-        """Re-attach, refuse, or claim ``job`` for ``owner`` (None: the caller must submit now)."""
+        """Re-attach, refuse, or claim ``job`` for ``owner`` (None: the caller must submit now).
+
+        ``owner`` names the task attempt, ``dag/run/task/map_index#tryN``, so that a retry recognises
+        a claim its own dead predecessor left behind.
+        """
         deadline = time.monotonic() + self.wait_for_peer
         while True:
             entry = self.get(job.job_key)
@@ -195,7 +209,7 @@ class Ledger:
             if claim is None:
                 continue  # released between our two looks: try again
             age = time.time() - float(claim.get("at", 0))
-            if age > self.claim_ttl:
+            if age > self.claim_ttl or _earlier_try_of(str(claim.get("owner")), owner):
                 reason = (
                     f"an earlier attempt ({claim.get('owner')}) started submitting this job {age:.0f} s ago and "
                     "recorded no request id: fal may have accepted it. Not resubmitted, to avoid paying twice; "

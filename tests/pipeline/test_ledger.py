@@ -131,3 +131,12 @@ def test_concurrent_processes_submit_once(tmp_path: Path) -> None:
     assert all(r[1] == winner for r in results if r[0] == "reattached")
     entry = json.loads((tmp_path / "ledger" / f"{job.job_key}.json").read_text())
     assert entry["submission"]["request_id"] == winner
+
+
+def test_retry_of_the_same_task_does_not_wait_for_its_dead_predecessor(tmp_path: Path) -> None:
+    ledger, job = Ledger(str(tmp_path), wait_for_peer=60), make_job("retry")
+    assert ledger.prepare(job, "dag/run/submit/3#try1") is None  # try 1 dies mid-submit
+    started = time.monotonic()
+    verdict = ledger.prepare(job, "dag/run/submit/3#try2")
+    assert isinstance(verdict, NotSubmitted) and verdict.reason_code == "submit_unknown"
+    assert time.monotonic() - started < 5  # decided at once, not after the 60 s peer wait
