@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 RENDER_VERSION = 1  # bump when the picture or the encoder settings change: invalidates the cache
 AUDIO_RATE = 24_000
-_BITEXACT = {"fflags": "+bitexact", "flags": "+bitexact"}
+_MUX_BITEXACT = {"fflags": "+bitexact"}  # no encoder version strings or times in the container
+_CODEC_BITEXACT = {"flags": "+bitexact"}
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,14 @@ def _tone(spec: RenderSpec, seconds: float) -> np.ndarray:
 
 def render_mp4(spec: RenderSpec, path: Path) -> None:
     """Encode ``spec`` to ``path`` (H.264 + optional AAC in MP4), bit-exact for the same spec."""
-    with av.open(str(path), mode="w", format="mp4", options=_BITEXACT) as container:
+    with av.open(str(path), mode="w", format="mp4", options=_MUX_BITEXACT) as container:
         video = container.add_stream("libx264", rate=spec.fps)
         video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
-        video.options = {"preset": "veryfast", "crf": "30", "threads": "1", **_BITEXACT}
+        video.options = {"preset": "veryfast", "crf": "30", "threads": "1", **_CODEC_BITEXACT}
         audio = None
         if spec.audio:
             audio = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-            audio.options = dict(_BITEXACT)
+            audio.options = dict(_CODEC_BITEXACT)
         for index, pixels in enumerate(_frames(spec)):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts, frame.time_base = index, Fraction(1, spec.fps)
@@ -235,6 +236,13 @@ class RenderCache:
             pad_mp4(plain, target, pad_to)
             return target
         return plain
+
+    def cancel_pending(self) -> None:
+        """Drop renders not yet started (after a reset nobody waits for them)."""
+        with self._lock:
+            for name, future in list(self._futures.items()):
+                if future.cancel():
+                    del self._futures[name]
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
