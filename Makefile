@@ -21,6 +21,7 @@ demo: venv
 
 ## Every test, then the linter. This is what .ci/run calls.
 test: venv
+	bash include/scripts/ensure_browser.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(VENV)/bin/ruff check .
 
