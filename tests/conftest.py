@@ -44,3 +44,9 @@ def emulator(emulator_server):
 @pytest.fixture
 def airflow_home() -> Path:
     return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def fal_key() -> str:
+    """The key the session emulator accepts (a distinctive value, so leak scans can find it)."""
+    return TEST_KEY

@@ -268,7 +268,9 @@ class FalHook(BaseHook):
         except FalError as exc:  # accepted (2xx) but we cannot tell which request id it got
             raise FalError(Reason.SUBMIT_UNKNOWN, f"{exc.message}; the job may be queued", status_code=code) from None
         base = f"{settings.base_url}/{app_path(job.endpoint)}/requests/{answer.request_id}"  # fallback only
-        cost = job.estimated_cost_usd if job.estimated_cost_usd is not None else estimate_cost(job.endpoint, job.arguments)
+        cost = (
+            job.estimated_cost_usd if job.estimated_cost_usd is not None else estimate_cost(job.endpoint, job.arguments)
+        )
         return Submission(
             job_key=job.job_key,
             endpoint=job.endpoint,
@@ -323,16 +325,24 @@ class FalHook(BaseHook):
     async def _aclient(self) -> httpx.AsyncClient:
         if self._client is None:
             policy = self.retry_policy
-            self._client = httpx.AsyncClient(
+            # Built in a thread: loading the CA bundle takes ~0.1 s and must not stall the triggerer's loop.
+            client = await asyncio.to_thread(
+                httpx.AsyncClient,
                 timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
                 limits=httpx.Limits(max_connections=self._max_connections,
                                     max_keepalive_connections=self._max_connections),
                 follow_redirects=False,
                 transport=self._transport,
             )  # fmt: skip
+            if self._client is None:
+                self._client = client
+            else:  # another coroutine won the race
+                await client.aclose()
         return self._client
 
-    async def _arequest(self, method: str, url: str, call: str, *, retry_5xx: bool = True, **kwargs: Any) -> httpx.Response:
+    async def _arequest(
+        self, method: str, url: str, call: str, *, retry_5xx: bool = True, **kwargs: Any
+    ) -> httpx.Response:
         settings = await self.asettings()
         headers = self._headers(settings, url)
         client = await self._aclient()

@@ -1,0 +1,174 @@
+"""FalJobsSensor: wait (deferred, no worker slot) for one chunk's fal jobs and return their outcomes.
+
+It defers to ONE :class:`~fal_video.triggers.FalJobsTrigger` for all request ids of the chunk.
+``execute_complete`` trusts nothing it is handed (A8): only ``{"status": "success", "outcomes":
+[...]}`` passes; a missing job gets a ``failed`` outcome rather than vanishing. Jobs that timed
+out are cancelled on fal here (F3), with the sync hook, because the trigger only observes.
+
+A job that fails does not fail the sensor; it fails only when it cannot learn the outcomes at all.
+The return value is ``{"outcomes": [Outcome dicts], "not_submitted": [passed through]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from fal_video.errors import FalError, Reason
+from fal_video.hook import FalHook
+from fal_video.records import OUTCOME_STATES, Outcome, Submission
+from fal_video.triggers import FalJobsTrigger
+
+DEFER_GRACE_SECONDS = 600  # Airflow's own defer timeout: a safety net behind the trigger's deadline
+
+
+class FalJobsSensor(BaseSensorOperator):
+    """Wait for the jobs in ``submissions`` (the submit task's return value).
+
+    :param submissions: ``{"submissions": [...], "not_submitted": [...]}``; templated and mappable.
+    :param poll_interval: seconds between status polls of one job.
+    :param deadline_seconds: how long to wait for the chunk; unfinished jobs then time out and are cancelled.
+    :param max_concurrency: most HTTP requests in flight at once in the trigger.
+    :param deferrable: wait in the triggerer (default) or poll in the worker with the same logic.
+    """
+
+    template_fields: Sequence[str] = ("submissions",)
+    ui_color = "#e6f0ff"
+
+    def __init__(
+        self,
+        *,
+        submissions: dict[str, Any],
+        fal_conn_id: str = FalHook.default_conn_name,
+        poll_interval: float = 10.0,
+        deadline_seconds: float = 3600.0,
+        max_concurrency: int = 20,
+        request_timeout: float = 30.0,
+        forward_logs: bool = True,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("timeout", deadline_seconds + DEFER_GRACE_SECONDS)
+        super().__init__(poke_interval=poll_interval, **kwargs)
+        self.submissions = submissions
+        self.fal_conn_id = fal_conn_id
+        self.poll_interval = poll_interval
+        self.deadline_seconds = deadline_seconds
+        self.max_concurrency = max_concurrency
+        self.request_timeout = request_timeout
+        self.forward_logs = forward_logs
+        self.deferrable = deferrable
+
+    def poke(self, context: Context) -> bool:  # pragma: no cover - execute() is overridden
+        raise NotImplementedError("FalJobsSensor waits in execute(); poke() is not used")
+
+    def _submissions(self) -> list[Submission]:
+        value = self.submissions or {}
+        if not isinstance(value, dict):
+            raise AirflowException(f"submissions must be the submit task's dict, got {type(value).__name__}")
+        return [Submission.from_dict(s) for s in value.get("submissions") or []]
+
+    def _not_submitted(self) -> list[dict[str, Any]]:
+        value = self.submissions if isinstance(self.submissions, dict) else {}
+        return list(value.get("not_submitted") or [])
+
+    def build_trigger(self) -> FalJobsTrigger:
+        return FalJobsTrigger(
+            jobs=[s.as_dict() for s in self._submissions()],
+            deadline=time.time() + self.deadline_seconds,
+            fal_conn_id=self.fal_conn_id,
+            poll_interval=self.poll_interval,
+            max_concurrency=self.max_concurrency,
+            request_timeout=self.request_timeout,
+            forward_logs=self.forward_logs,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if not self._submissions():
+            self.log.info("nothing to wait for: no job of this chunk was submitted")
+            return {"outcomes": [], "not_submitted": self._not_submitted()}
+        trigger = self.build_trigger()
+        if not self.deferrable:  # same logic, in this worker's own event loop
+            return self.execute_complete(context, asyncio.run(_single_event(trigger)))
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.deadline_seconds + DEFER_GRACE_SECONDS),
+        )
+        raise AssertionError("unreachable: defer() raises")  # pragma: no cover
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        outcomes = self._check_event(event)
+        outcomes = self._cancel_timed_out(outcomes)
+        counts = {state: sum(o.state == state for o in outcomes) for state in OUTCOME_STATES}
+        self.log.info("chunk outcomes: %s", ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        return {"outcomes": [o.as_dict() for o in outcomes], "not_submitted": self._not_submitted()}
+
+    def _check_event(self, event: Any) -> list[Outcome]:
+        """Allow-list the trigger event (A8); fill in a failed outcome for any job it does not mention."""
+        if event is None:
+            raise AirflowException("FalJobsSensor resumed without a trigger event; job outcomes are unknown")
+        if not isinstance(event, dict):
+            raise AirflowException(f"FalJobsSensor got a {type(event).__name__} event; expected a dict")
+        status = event.get("status")
+        if status == "error":
+            raise AirflowException(
+                f"fal trigger could not follow the jobs ({event.get('reason_code')}): {event.get('message')}"
+            )
+        if status != "success":
+            raise AirflowException(f"FalJobsSensor got a trigger event with status {str(status)[:40]!r}; "
+                                   "only 'success' is accepted")  # fmt: skip
+        raw = event.get("outcomes")
+        if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+            raise AirflowException("FalJobsSensor got a success event without an 'outcomes' list")
+        by_request = {}
+        for item in raw:
+            outcome = Outcome.from_dict(item)
+            if outcome.state not in OUTCOME_STATES:
+                raise AirflowException(f"trigger reported unknown state {outcome.state!r} for {outcome.request_id}")
+            by_request[outcome.request_id] = outcome
+        result = []
+        for sub in self._submissions():
+            outcome = by_request.get(sub.request_id)
+            if outcome is None:
+                outcome = Outcome(sub.job_key, sub.request_id, "failed", Reason.BAD_RESPONSE.value,
+                                  "the trigger event did not report this job")  # fmt: skip
+            result.append(outcome)
+        return result
+
+    def _cancel_timed_out(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """F3: stop paying for jobs we stopped waiting for. A failed cancel is noted, never fatal."""
+        timed_out = [o for o in outcomes if o.state == "timed_out"]
+        if not timed_out:
+            return outcomes
+        urls = {s.request_id: s.cancel_url for s in self._submissions()}
+        hook = FalHook(fal_conn_id=self.fal_conn_id)
+        notes: dict[str, str] = {}
+        try:
+            for outcome in timed_out:
+                try:
+                    answer = hook.cancel(urls[outcome.request_id])
+                except FalError as exc:
+                    answer = f"cancel failed ({exc.reason.value})"
+                self.log.warning("job %s timed out: cancel on fal -> %s", outcome.job_key, answer)
+                notes[outcome.request_id] = answer
+        finally:
+            hook.close()
+        return [
+            dataclasses.replace(o, reason=f"{o.reason}; cancel: {notes[o.request_id]}") if o.request_id in notes else o
+            for o in outcomes
+        ]
+
+
+async def _single_event(trigger: FalJobsTrigger) -> dict[str, Any] | None:
+    """The one event a FalJobsTrigger yields (used by the non-deferrable mode and by tests)."""
+    async for event in trigger.run():
+        return event.payload
+    return None
