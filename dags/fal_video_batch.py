@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, task
+
 from fal_video.batch import archive_root_for
 from fal_video.catalog import MODELS
 from fal_video.operators import FalSubmitOperator
@@ -92,6 +93,7 @@ with DAG(
         task_id="submit",
         fal_conn_id=FAL_CONN_ID,
         ledger_root="{{ archive_root_for(params.archive_root) }}",
+        resubmit_unknown="{{ params.resubmit_unknown }}",
     ).expand(jobs=chunks)
     wait = FalJobsSensor.partial(
         task_id="wait",

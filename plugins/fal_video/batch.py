@@ -78,7 +78,7 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
     """
     from fal_video.archive import Archive
     from fal_video.ledger import Ledger
-    from fal_video.planning import check_budget, plan, plan_summary
+    from fal_video.planning import BudgetExceeded, check_budget, plan, plan_summary
     from fal_video.prompts import read_prompts
 
     source = prompts_source(params, logical_date, run_after)
@@ -103,8 +103,12 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
             log.warning("Rejected: %s", row.error)
     if table.note:
         log.info("%s", table.note)
+    refusal = None
     if not params.get("dry_run"):
-        check_budget(result, params.get("max_cost_usd"))
+        try:
+            check_budget(result, params.get("max_cost_usd"))
+        except BudgetExceeded as exc:
+            refusal = str(exc)
 
     run_dir = _path(root) / "runs" / run_folder_name(run_id)
     _write_json(run_dir / "plan.json", {
@@ -113,6 +117,7 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "started_epoch": time.time(),
         "dry_run": bool(params.get("dry_run")),
+        "refused": refusal,
         "failure_policy": params.get("failure_policy", "failures"),
         "note": table.note,
         "summary": plan_summary(result),
@@ -120,6 +125,8 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
         "jobs": {key: job.as_dict() for key, job in result.jobs.items()},
         "reused": {key: rec.as_dict() for key, rec in result.reused.items()},
     })  # fmt: skip
+    if refusal:
+        raise BudgetExceeded(refusal)  # the manifest step still accounts for every row
     if params.get("dry_run"):
         log.info("Dry run: nothing is submitted.")
         return []
@@ -228,6 +235,10 @@ def write_manifest(params: dict[str, Any], run_id: str, submitted: Any, waited: 
             finished.add(row.job_key)
             ledger.finish(row.job_key, row.status, row.reason, retire=row.job_key in ended_without_video)
 
+    if plan_data.get("refused"):  # over budget: nothing was submitted, and every row says why
+        for row in manifest_rows:
+            if row.reason_code == "not_run":
+                row.reason_code, row.reason = "budget_exceeded", plan_data["refused"]
     policy = FailurePolicy(plan_data.get("failure_policy") or "failures")
     ok, message = evaluate(manifest_rows, policy)
     summary = write_run(

@@ -33,9 +33,10 @@ class FalSubmitOperator(BaseOperator):
     :param jobs: one chunk of jobs; templated, and mappable with ``.partial(...).expand(jobs=...)``.
     :param fal_conn_id: the fal connection.
     :param ledger_root: where :class:`fal_video.ledger.Ledger` keeps request ids; None keeps them in memory.
+    :param resubmit_unknown: submit again jobs whose earlier submit outcome is unknown (they may be paid for).
     """
 
-    template_fields: Sequence[str] = ("jobs", "ledger_root")
+    template_fields: Sequence[str] = ("jobs", "ledger_root", "resubmit_unknown")
     ui_color = "#f2e6ff"
 
     def __init__(
@@ -44,12 +45,14 @@ class FalSubmitOperator(BaseOperator):
         jobs: list[dict[str, Any]],
         fal_conn_id: str = FalHook.default_conn_name,
         ledger_root: str | None = None,
+        resubmit_unknown: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.jobs = jobs
         self.fal_conn_id = fal_conn_id
         self.ledger_root = ledger_root
+        self.resubmit_unknown = resubmit_unknown
 
     def get_hook(self) -> FalHook:
         return FalHook(fal_conn_id=self.fal_conn_id)
@@ -59,7 +62,7 @@ class FalSubmitOperator(BaseOperator):
         if self.ledger_root:
             from fal_video.ledger import Ledger  # imported lazily: only runs that persist need it
 
-            return Ledger(self.ledger_root)
+            return Ledger(self.ledger_root, resubmit_unknown=str(self.resubmit_unknown).lower() == "true")
         return MemoryStore()
 
     def execute(self, context: Context) -> dict[str, list[dict[str, Any]]]:
@@ -67,7 +70,7 @@ class FalSubmitOperator(BaseOperator):
         hook, store = self.get_hook(), self.submission_store()
         hook.settings()  # a bad connection fails the task before anything is claimed
         ti = context.get("ti")
-        owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/{ti.try_number}" if ti else self.task_id
+        owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}#try{ti.try_number}" if ti else self.task_id
         try:
             submissions, not_submitted = submit_chunk(hook, store, jobs, owner, self.log)
         finally:

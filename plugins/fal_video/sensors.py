@@ -39,7 +39,8 @@ class FalJobsSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default) or poll in the worker with the same logic.
     """
 
-    template_fields: Sequence[str] = ("submissions",)
+    # poll_interval and deadline_seconds are templated so a DAG can take them from run params.
+    template_fields: Sequence[str] = ("submissions", "poll_interval", "deadline_seconds")
     ui_color = "#e6f0ff"
 
     def __init__(
@@ -55,8 +56,7 @@ class FalJobsSensor(BaseSensorOperator):
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("timeout", deadline_seconds + DEFER_GRACE_SECONDS)
-        super().__init__(poke_interval=poll_interval, **kwargs)
+        super().__init__(**kwargs)
         self.submissions = submissions
         self.fal_conn_id = fal_conn_id
         self.poll_interval = poll_interval
@@ -91,6 +91,8 @@ class FalJobsSensor(BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.poll_interval = float(self.poll_interval)  # rendered templates arrive as text or numbers
+        self.deadline_seconds = float(self.deadline_seconds)
         if not self._submissions():
             self.log.info("nothing to wait for: no job of this chunk was submitted")
             return {"outcomes": [], "not_submitted": self._not_submitted()}
