@@ -35,3 +35,22 @@ bench: venv
 
 clean:
 	rm -rf .airflow archive build artifacts
+
+## Airflow's distributed stack natively (CeleryExecutor, Postgres 127.0.0.1:5432, Redis 127.0.0.1:6379):
+## scheduler, dag-processor, triggerer, api-server and two Celery workers. STACK names it (.airflow/stack-$(STACK)/).
+## The fal connection comes from AIRFLOW_CONN_FAL_DEFAULT in your environment. See docs/running_at_scale.md.
+STACK ?= default
+.PHONY: stack-up stack-down stack-status stack-test
+
+stack-up: venv
+	cd include && ../$(PY) -m stack start --name $(STACK)
+
+stack-down:
+	cd include && ../$(PY) -m stack stop --name $(STACK)
+
+stack-status:
+	cd include && ../$(PY) -m stack status --name $(STACK)
+
+## The compose-structure test and the tests that start the real stack (slow: about a minute each).
+stack-test: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/stack

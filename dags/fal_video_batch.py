@@ -1,6 +1,12 @@
 """fal_video_batch: a prompt CSV in, verified videos and a manifest out.
 
-plan_jobs -> submit[chunk] -> wait[chunk] (deferrable) -> archive[chunk] -> write_manifest (all_done)
+plan_jobs -> generate[chunk] (submit, then wait deferred) -> archive[chunk] -> write_manifest (all_done)
+
+``generate`` submits its chunk (writing each request id to the ledger at once) and then defers to
+one trigger that waits for every job of the chunk in the triggerer, holding no worker slot. Because
+submit and wait are one task instance, the ``fal_jobs`` pool (created with include-deferred) is a
+strict cap on fal jobs in flight: pool slots x chunk_size. Without that pool (e.g. under
+``airflow dags test``) the default pool is used.
 
 Thin wiring only: the steps live in the ``fal_video`` package under plugins/, which the scheduler,
 the workers and the triggerer all import. Heavy imports stay inside the tasks so this file parses fast.
@@ -16,9 +22,9 @@ from airflow.sdk import DAG, Asset, Param, TriggerRule, task
 from fal_video.batch import archive_root_for
 from fal_video.catalog import MODELS
 from fal_video.operators import FalSubmitOperator
-from fal_video.sensors import FalJobsSensor
 
 FAL_CONN_ID = os.environ.get("FAL_VIDEO_CONN_ID", "fal_default")
+FAL_POOL = os.environ.get("FAL_VIDEO_POOL") or "default_pool"  # the stack and compose set fal_jobs
 MANIFEST_ASSET = Asset(name="fal_video_manifest", uri="file:///fal_video/manifest")
 
 PARAMS = {
@@ -75,31 +81,29 @@ with DAG(
         return plan(params, run_id, dag_run.logical_date, dag_run.run_after)
 
     @task(retries=3)
-    def archive(waited, params=None):
+    def archive(generated, params=None):
         from fal_video.batch import archive_chunk
 
-        return archive_chunk(waited, params, FAL_CONN_ID)
+        return archive_chunk(generated, params, FAL_CONN_ID)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[MANIFEST_ASSET], retries=0)
-    def write_manifest(submitted, waited, archived, params=None, run_id=None, outlet_events=None):
+    def write_manifest(generated, archived, params=None, run_id=None, outlet_events=None):
         from fal_video.batch import write_manifest as write
 
-        result = write(params, run_id, submitted, waited, archived)
+        result = write(params, run_id, generated, archived)
         outlet_events[MANIFEST_ASSET].extra = {"run_dir": result["run_dir"], "verdict": result["verdict"]}
         return result
 
     chunks = plan_jobs()
-    submit = FalSubmitOperator.partial(
-        task_id="submit",
+    generate = FalSubmitOperator.partial(
+        task_id="generate",
         fal_conn_id=FAL_CONN_ID,
+        pool=FAL_POOL,
         ledger_root="{{ archive_root_for(params.archive_root) }}",
         resubmit_unknown="{{ params.resubmit_unknown }}",
-    ).expand(jobs=chunks)
-    wait = FalJobsSensor.partial(
-        task_id="wait",
-        fal_conn_id=FAL_CONN_ID,
+        wait_for_completion=True,
         poll_interval="{{ params.poll_interval_seconds }}",
         deadline_seconds="{{ params.deadline_minutes * 60 }}",
-    ).expand(submissions=submit.output)
-    archived = archive.expand(waited=wait.output)
-    write_manifest(submit.output, wait.output, archived)
+    ).expand(jobs=chunks)
+    archived = archive.expand(generated=generate.output)
+    write_manifest(generate.output, archived)

@@ -136,7 +136,7 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
 # --- archive ----------------------------------------------------------------------------------
 
 
-def archive_chunk(waited: dict[str, Any] | None, params: dict[str, Any], fal_conn_id: str) -> list[dict[str, Any]]:
+def archive_chunk(generated: dict[str, Any] | None, params: dict[str, Any], fal_conn_id: str) -> list[dict[str, Any]]:
     """Download, verify and store every succeeded video of one chunk; returns ArchiveRecord dicts.
 
     An expired media URL gets one fresh URL from fal (the result is fetched again: no new job).
@@ -144,7 +144,7 @@ def archive_chunk(waited: dict[str, Any] | None, params: dict[str, Any], fal_con
     from fal_video.archive import Archive, MediaPolicy
     from fal_video.hook import FalHook
 
-    outcomes = [Outcome.from_dict(o) for o in (waited or {}).get("outcomes", [])]
+    outcomes = [Outcome.from_dict(o) for o in (generated or {}).get("outcomes", [])]
     hook = FalHook(fal_conn_id=fal_conn_id)
     allow_http, media_hosts = hook.media_policy()
     policy = MediaPolicy(allow_http=allow_http, allowed_hosts=tuple(media_hosts))
@@ -195,7 +195,7 @@ def _flatten(values: Any) -> list[Any]:
     return out
 
 
-def write_manifest(params: dict[str, Any], run_id: str, submitted: Any, waited: Any, archived: Any) -> dict[str, Any]:
+def write_manifest(params: dict[str, Any], run_id: str, generated: Any, archived: Any) -> dict[str, Any]:
     """Join everything known about the run into one manifest row per CSV row; apply the failure policy."""
     from fal_video.archive import Archive
     from fal_video.manifest import FailurePolicy, build_manifest, evaluate, write_run
@@ -211,14 +211,14 @@ def write_manifest(params: dict[str, Any], run_id: str, submitted: Any, waited: 
     reused = {k: ArchiveRecord.from_dict(v) for k, v in plan_data["reused"].items()}
 
     ledger, archive = _ledger(root), Archive(root)
-    chunks = [c for c in _flatten(submitted) if isinstance(c, dict)]
+    chunks = [c for c in _flatten(generated) if isinstance(c, dict)]
     submissions: list[Any] = [s for c in chunks for s in c.get("submissions") or []]
     not_submitted: list[Any] = [n for c in chunks for n in c.get("not_submitted") or []]
     known = {r.get("job_key") for r in submissions + not_submitted if isinstance(r, dict)}
     for key in jobs.keys() - known - reused.keys():  # a submit task that died after recording
         if sub := ledger.submission(key):
             submissions.append(sub)
-    outcomes: list[Any] = [o for w in _flatten(waited) if isinstance(w, dict) for o in w.get("outcomes") or []]
+    outcomes: list[Any] = [o for c in chunks for o in c.get("outcomes") or []]
     records: list[Any] = [r for r in _flatten(archived)]
     for key in jobs.keys() - reused.keys():  # the sidecar is the truth for what is archived
         if (rec := archive.existing(key)) is not None:

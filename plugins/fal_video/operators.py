@@ -15,16 +15,20 @@ returned; the DAG's final (manifest) task fails the run because those rows carry
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
 
 from fal_video.errors import FalError, Reason
 from fal_video.hook import FalHook
 from fal_video.records import Job, NotSubmitted, Submission
+from fal_video.sensors import DEFER_GRACE_SECONDS, build_trigger, finish_waiting
 from fal_video.stores import MemoryStore, SubmissionStore
 
 STOP_REASONS = (Reason.ACCOUNT_LOCKED, Reason.AUTH)
+SUBMITTED_XCOM = "submitted"  # the chunk's submit records, pushed before deferring
 
 
 class FalSubmitOperator(BaseOperator):
@@ -34,9 +38,16 @@ class FalSubmitOperator(BaseOperator):
     :param fal_conn_id: the fal connection.
     :param ledger_root: where :class:`fal_video.ledger.Ledger` keeps request ids; None keeps them in memory.
     :param resubmit_unknown: submit again jobs whose earlier submit outcome is unknown (they may be paid for).
+    :param wait_for_completion: after submitting, defer to a :class:`FalJobsTrigger` in this same task and
+        return the outcomes too. The task then holds its pool slot while its jobs are in flight (pools
+        created with ``include_deferred`` count deferred tasks), which makes a pool a strict cap on the
+        number of fal jobs in flight: slots x jobs per chunk. Without it, use :class:`FalJobsSensor`.
+    :param poll_interval, deadline_seconds, max_concurrency, request_timeout, forward_logs: as for the sensor.
     """
 
-    template_fields: Sequence[str] = ("jobs", "ledger_root", "resubmit_unknown")
+    template_fields: Sequence[str] = (
+        "jobs", "ledger_root", "resubmit_unknown", "poll_interval", "deadline_seconds",
+    )  # fmt: skip
     ui_color = "#f2e6ff"
 
     def __init__(
@@ -46,9 +57,21 @@ class FalSubmitOperator(BaseOperator):
         fal_conn_id: str = FalHook.default_conn_name,
         ledger_root: str | None = None,
         resubmit_unknown: bool | str = False,
+        wait_for_completion: bool = False,
+        poll_interval: float | str = 10.0,
+        deadline_seconds: float | str = 3600.0,
+        max_concurrency: int = 20,
+        request_timeout: float = 30.0,
+        forward_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.deadline_seconds = deadline_seconds
+        self.max_concurrency = max_concurrency
+        self.request_timeout = request_timeout
+        self.forward_logs = forward_logs
         self.jobs = jobs
         self.fal_conn_id = fal_conn_id
         self.ledger_root = ledger_root
@@ -76,10 +99,35 @@ class FalSubmitOperator(BaseOperator):
         finally:
             hook.close()
         self.log.info("chunk: %d submitted or re-attached, %d not submitted", len(submissions), len(not_submitted))
-        return {
+        result: dict[str, list[dict[str, Any]]] = {
             "submissions": [s.as_dict() for s in submissions],
             "not_submitted": [n.as_dict() for n in not_submitted],
         }
+        if not self.wait_for_completion:
+            return result
+        if not submissions:
+            return {**result, "outcomes": []}
+        self.poll_interval, self.deadline_seconds = float(self.poll_interval), float(self.deadline_seconds)
+        # Kept in XCom, not in the defer kwargs: `airflow dags test` resumes with the event alone.
+        context["ti"].xcom_push(key=SUBMITTED_XCOM, value=result)
+        self.defer(
+            trigger=build_trigger(self, submissions),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.deadline_seconds + DEFER_GRACE_SECONDS),
+        )
+        raise AssertionError("unreachable: defer() raises")  # pragma: no cover
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, list[dict[str, Any]]]:
+        """Resume after the trigger: the submissions (kept in XCom while deferred) plus every job's outcome."""
+        ti = context["ti"]
+        submitted = ti.xcom_pull(task_ids=ti.task_id, key=SUBMITTED_XCOM, map_indexes=ti.map_index)
+        if not isinstance(submitted, dict) or not isinstance(submitted.get("submissions"), list):
+            raise AirflowException(
+                "resumed without this chunk's submissions in XCom; a retry re-attaches from the ledger"
+            )
+        submissions = [Submission.from_dict(s) for s in submitted["submissions"]]
+        outcomes = finish_waiting(self, event, submissions)
+        return {**submitted, "outcomes": [o.as_dict() for o in outcomes]}
 
 
 def submit_chunk(

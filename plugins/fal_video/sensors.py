@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowException
@@ -80,15 +80,7 @@ class FalJobsSensor(BaseSensorOperator):
         return list(value.get("not_submitted") or [])
 
     def build_trigger(self) -> FalJobsTrigger:
-        return FalJobsTrigger(
-            jobs=[s.as_dict() for s in self._submissions()],
-            deadline=time.time() + self.deadline_seconds,
-            fal_conn_id=self.fal_conn_id,
-            poll_interval=self.poll_interval,
-            max_concurrency=self.max_concurrency,
-            request_timeout=self.request_timeout,
-            forward_logs=self.forward_logs,
-        )
+        return build_trigger(self, self._submissions())
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.poll_interval = float(self.poll_interval)  # rendered templates arrive as text or numbers
@@ -107,66 +99,98 @@ class FalJobsSensor(BaseSensorOperator):
         raise AssertionError("unreachable: defer() raises")  # pragma: no cover
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
-        outcomes = self._check_event(event)
-        outcomes = self._cancel_timed_out(outcomes)
-        counts = {state: sum(o.state == state for o in outcomes) for state in OUTCOME_STATES}
-        self.log.info("chunk outcomes: %s", ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        outcomes = finish_waiting(self, event, self._submissions())
         return {"outcomes": [o.as_dict() for o in outcomes], "not_submitted": self._not_submitted()}
 
-    def _check_event(self, event: Any) -> list[Outcome]:
-        """Allow-list the trigger event (A8); fill in a failed outcome for any job it does not mention."""
-        if event is None:
-            raise AirflowException("FalJobsSensor resumed without a trigger event; job outcomes are unknown")
-        if not isinstance(event, dict):
-            raise AirflowException(f"FalJobsSensor got a {type(event).__name__} event; expected a dict")
-        status = event.get("status")
-        if status == "error":
-            raise AirflowException(
-                f"fal trigger could not follow the jobs ({event.get('reason_code')}): {event.get('message')}"
-            )
-        if status != "success":
-            raise AirflowException(f"FalJobsSensor got a trigger event with status {str(status)[:40]!r}; "
-                                   "only 'success' is accepted")  # fmt: skip
-        raw = event.get("outcomes")
-        if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
-            raise AirflowException("FalJobsSensor got a success event without an 'outcomes' list")
-        by_request = {}
-        for item in raw:
-            outcome = Outcome.from_dict(item)
-            if outcome.state not in OUTCOME_STATES:
-                raise AirflowException(f"trigger reported unknown state {outcome.state!r} for {outcome.request_id}")
-            by_request[outcome.request_id] = outcome
-        result = []
-        for sub in self._submissions():
-            outcome = by_request.get(sub.request_id)
-            if outcome is None:
-                outcome = Outcome(sub.job_key, sub.request_id, "failed", Reason.BAD_RESPONSE.value,
-                                  "the trigger event did not report this job")  # fmt: skip
-            result.append(outcome)
-        return result
 
-    def _cancel_timed_out(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """F3: stop paying for jobs we stopped waiting for. A failed cancel is noted, never fatal."""
-        timed_out = [o for o in outcomes if o.state == "timed_out"]
-        if not timed_out:
-            return outcomes
-        urls = {s.request_id: s.cancel_url for s in self._submissions()}
-        hook = FalHook(fal_conn_id=self.fal_conn_id)
-        notes: dict[str, str] = {}
-        try:
-            for outcome in timed_out:
-                try:
-                    answer = hook.cancel(urls[outcome.request_id])
-                except FalError as exc:
-                    answer = f"cancel failed ({exc.reason.value})"
-                self.log.warning("job %s timed out: cancel on fal -> %s", outcome.job_key, answer)
-                notes[outcome.request_id] = answer
-        finally:
-            hook.close()
-        return [
-            dataclasses.replace(o, reason=f"{o.reason}; cancel: {notes[o.request_id]}") if o.request_id in notes else o
-            for o in outcomes
-        ]
+class WaitSettings(Protocol):
+    """What the waiting code needs from the task that waits (the sensor, or the submit operator)."""
+
+    fal_conn_id: str
+    poll_interval: float
+    deadline_seconds: float
+    max_concurrency: int
+    request_timeout: float
+    forward_logs: bool
+    log: Any
+
+
+def build_trigger(task: WaitSettings, submissions: list[Submission]) -> FalJobsTrigger:
+    """One trigger for every request id of the chunk: ids, fal's queue URLs and settings, never the key."""
+    return FalJobsTrigger(
+        jobs=[s.as_dict() for s in submissions],
+        deadline=time.time() + float(task.deadline_seconds),
+        fal_conn_id=task.fal_conn_id,
+        poll_interval=float(task.poll_interval),
+        max_concurrency=int(task.max_concurrency),
+        request_timeout=float(task.request_timeout),
+        forward_logs=bool(task.forward_logs),
+    )
+
+
+def finish_waiting(task: WaitSettings, event: Any, submissions: list[Submission]) -> list[Outcome]:
+    """Check the trigger's event (A8), cancel what timed out (F3), log the counts."""
+    outcomes = cancel_timed_out(task, check_event(event, submissions), submissions)
+    counts = {state: sum(o.state == state for o in outcomes) for state in OUTCOME_STATES}
+    task.log.info("chunk outcomes: %s", ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return outcomes
+
+
+def check_event(event: Any, submissions: list[Submission]) -> list[Outcome]:
+    """Allow-list the trigger event (A8); fill in a failed outcome for any job it does not mention."""
+    if event is None:
+        raise AirflowException("the fal wait resumed without a trigger event; job outcomes are unknown")
+    if not isinstance(event, dict):
+        raise AirflowException(f"the fal wait got a {type(event).__name__} event; expected a dict")
+    status = event.get("status")
+    if status == "error":
+        raise AirflowException(
+            f"fal trigger could not follow the jobs ({event.get('reason_code')}): {event.get('message')}"
+        )
+    if status != "success":
+        raise AirflowException(f"the fal wait got a trigger event with status {str(status)[:40]!r}; "
+                                   "only 'success' is accepted")  # fmt: skip
+    raw = event.get("outcomes")
+    if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+        raise AirflowException("the fal wait got a success event without an 'outcomes' list")
+    by_request = {}
+    for item in raw:
+        outcome = Outcome.from_dict(item)
+        if outcome.state not in OUTCOME_STATES:
+            raise AirflowException(f"trigger reported unknown state {outcome.state!r} for {outcome.request_id}")
+        by_request[outcome.request_id] = outcome
+    result = []
+    for sub in submissions:
+        outcome = by_request.get(sub.request_id)
+        if outcome is None:
+            outcome = Outcome(sub.job_key, sub.request_id, "failed", Reason.BAD_RESPONSE.value,
+                                  "the trigger event did not report this job")  # fmt: skip
+        result.append(outcome)
+    return result
+
+
+def cancel_timed_out(task: WaitSettings, outcomes: list[Outcome], submissions: list[Submission]) -> list[Outcome]:
+    """F3: stop paying for jobs we stopped waiting for. A failed cancel is noted, never fatal."""
+    timed_out = [o for o in outcomes if o.state == "timed_out"]
+    if not timed_out:
+        return outcomes
+    urls = {s.request_id: s.cancel_url for s in submissions}
+    hook = FalHook(fal_conn_id=task.fal_conn_id)
+    notes: dict[str, str] = {}
+    try:
+        for outcome in timed_out:
+            try:
+                answer = hook.cancel(urls[outcome.request_id])
+            except FalError as exc:
+                answer = f"cancel failed ({exc.reason.value})"
+            task.log.warning("job %s timed out: cancel on fal -> %s", outcome.job_key, answer)
+            notes[outcome.request_id] = answer
+    finally:
+        hook.close()
+    return [
+        dataclasses.replace(o, reason=f"{o.reason}; cancel: {notes[o.request_id]}") if o.request_id in notes else o
+        for o in outcomes
+    ]
 
 
 async def _single_event(trigger: FalJobsTrigger) -> dict[str, Any] | None:
