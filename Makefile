@@ -29,6 +29,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+## The full local Airflow (standalone: scheduler, triggerer, API server + UI) plus the emulator.
+airflow-ui: venv
+	$(PY) include/scripts/run_standalone.py
+
 ## Benchmarks print figures; they are not tests.
 bench: venv
 	$(PY) benchmarks/run_all.py

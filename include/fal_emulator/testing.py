@@ -36,9 +36,11 @@ class EmulatorServer:
         settings: dict[str, Any] | None = None,
         faults: list[dict[str, Any]] | None = None,
         startup_timeout: float = 15.0,
+        port: int = 0,
     ) -> None:
         self.keys, self.time_scale, self.seed, self.concurrency = list(keys or []), time_scale, seed, concurrency
         self.settings, self.faults, self.startup_timeout = dict(settings or {}), list(faults or []), startup_timeout
+        self.port = port  # 0: a free port
         self.base_url = ""
         self._proc: subprocess.Popen[str] | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=400)
@@ -51,7 +53,7 @@ class EmulatorServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="fal-emulator-test-")
         config = Path(self._tmp.name) / "config.json"
         config.write_text(json.dumps({"settings": self.settings, "faults": self.faults}))
-        cmd = [sys.executable, "-m", "fal_emulator", "--host", "127.0.0.1", "--port", "0",
+        cmd = [sys.executable, "-m", "fal_emulator", "--host", "127.0.0.1", "--port", str(self.port),
                "--time-scale", str(self.time_scale), "--seed", str(self.seed),
                "--concurrency", str(self.concurrency), "--config", str(config),
                "--media-dir", str(Path(self._tmp.name) / "media")]  # fmt: skip

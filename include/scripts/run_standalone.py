@@ -1,0 +1,67 @@
+"""Start the full local Airflow (`airflow standalone`) plus the fal emulator, to use the UI.
+
+This is `make airflow-ui`. The UI listens on http://127.0.0.1:8080 (login `admin`, password printed below);
+the fal_default connection points at the emulator. Ctrl-C stops both. To use the real fal service instead,
+export AIRFLOW_CONN_FAL_DEFAULT yourself before running this (the emulator then still runs, unused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+
+from fal_emulator.testing import EmulatorServer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_demo import DEMO_KEY, airflow_env  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080, help="Airflow UI / API port (127.0.0.1)")
+    parser.add_argument("--emulator-port", type=int, default=8765)
+    parser.add_argument("--time-scale", type=float, default=0.05, help="emulator time scale (1.0 = fal's pace)")
+    args = parser.parse_args()
+
+    home = ROOT / ".airflow" / "standalone"
+    home.mkdir(parents=True, exist_ok=True)
+    with EmulatorServer(keys=[DEMO_KEY], time_scale=args.time_scale, port=args.emulator_port) as emulator:
+        env = airflow_env(home, emulator.base_url)
+        if "AIRFLOW_CONN_FAL_DEFAULT" in os.environ:
+            env["AIRFLOW_CONN_FAL_DEFAULT"] = os.environ["AIRFLOW_CONN_FAL_DEFAULT"]
+        env.update({
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(args.port),
+            "FAL_VIDEO_ARCHIVE": env.get("FAL_VIDEO_ARCHIVE", str(ROOT / "archive")),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),  # standalone needs it
+        })  # fmt: skip
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        proc = subprocess.Popen([airflow, "standalone"], env=env, start_new_session=True)
+        print(f"fal emulator: {emulator.base_url}; Airflow starting on http://127.0.0.1:{args.port} ...", flush=True)
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        for _ in range(120):
+            if passwords.exists() or proc.poll() is not None:
+                break
+            time.sleep(1)
+        if passwords.exists():
+            print(f"login: admin / {json.loads(passwords.read_text()).get('admin')}  (from {passwords})", flush=True)
+        print("Unpause and trigger fal_video_batch from the UI (its form has every param); the gallery is under Browse.")
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
