@@ -240,6 +240,13 @@ def _result(emu: Emulator, job: Job, hits: dict[str, Hit]) -> Response:
         variant = hits["malformed_result"].params["variant"]
         if variant == "not_json":
             return Response("OK", 200, headers, media_type="text/plain")
+        if variant == "url":  # an untrusted File: another URL ("{url}" = the real one) and/or file_name
+            params, video = hits["malformed_result"].params, dict(body["video"])
+            if params.get("url"):
+                video["url"] = str(params["url"]).replace("{url}", video["url"])
+            if params.get("file_name"):
+                video["file_name"] = str(params["file_name"])
+            return json_response({**body, "video": video}, 200, headers)
         body = {
             "no_video": {"images": [body["video"]]},
             "no_url": {"video": {"content_type": "video/mp4", "file_name": "output.mp4"}},

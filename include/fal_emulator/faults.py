@@ -68,7 +68,7 @@ _KINDS = [
     FaultKind("malformed_status", "status body missing fields / unknown status / wrong types / not JSON",
               "request", ("status",), {"variant": "missing_fields"}, "variant"),
     FaultKind("malformed_result", "result 200 whose body is not the model's shape", "request", ("result",),
-              {"variant": "no_video"}, "variant", needs_completed=True),
+              {"variant": "no_video", "url": "", "file_name": ""}, "variant", needs_completed=True),
     FaultKind("runner_error", "COMPLETED with error; result 500 Internal Server Error", "job"),
     FaultKind("request_error", "COMPLETED with error_type (e.g. runner_disconnected 503); flat body", "job",
               params={"error_type": "runner_disconnected"}, marker_param="error_type"),

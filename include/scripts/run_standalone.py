@@ -54,7 +54,7 @@ def main() -> int:
             time.sleep(1)
         if passwords.exists():
             print(f"login: admin / {json.loads(passwords.read_text()).get('admin')}  (from {passwords})", flush=True)
-        print("Unpause and trigger fal_video_batch from the UI (its form has every param); the gallery is under Browse.")
+        print("Unpause and trigger fal_video_batch in the UI (its form has every param); gallery: Browse menu.")
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -229,3 +229,23 @@ class AirflowStack:
         if map_index >= 0:
             path += f"/{map_index}"
         return self.request("PATCH", path, json={"new_state": state})
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?map_index=
+        with deserialize=true: the value as the task pushed it."""
+        path = (f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}/taskInstances/{quote(task_id)}"
+                f"/xcomEntries/{quote(key)}")  # fmt: skip
+        value = self.request("GET", path, params={"map_index": map_index, "deserialize": "true"})["value"]
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def dag_runs(self, dag_id: str, **filters: Any) -> list[dict[str, Any]]:
+        """GET /api/v2/dags/{dag_id}/dagRuns (first page of 100, ordered by logical date), e.g. run_type=backfill."""
+        params = {"limit": PAGE, "order_by": "logical_date", **filters}
+        return self.request("GET", f"/dags/{quote(dag_id)}/dagRuns", params=params)["dag_runs"]

@@ -40,7 +40,8 @@ USER_AGENT = "fal-video-airflow/archive"
 
 @dataclass(frozen=True)
 class MediaPolicy:
-    """Which media URLs may be fetched. ``allowed_hosts`` (hostnames, no port) is checked on every hop."""
+    """Which media URLs may be fetched. ``allowed_hosts`` is checked on every hop: host names (no port),
+    or ``.suffix`` entries (``.fal.media``) that allow that domain and its subdomains."""
 
     allow_http: bool = False
     allowed_hosts: tuple[str, ...] = ()
@@ -59,9 +60,17 @@ class MediaPolicy:
             raise _invalid(f"media URL refused: {redact_url(url)} has no host")
         if parts.username is not None or parts.password is not None:
             raise _invalid(f"media URL refused: {redact_url(url)} carries credentials")
-        hosts = {h.lower() for h in self.allowed_hosts}
-        if hosts and parts.hostname.lower() not in hosts:
+        if self.allowed_hosts and not _host_allowed(parts.hostname.lower(), self.allowed_hosts):
             raise _invalid(f"media URL refused: host {parts.hostname} is not in the allowed media hosts")
+
+
+def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    for entry in (h.strip().lower() for h in allowed):
+        if entry.startswith(".") and len(entry) > 1 and (host == entry[1:] or host.endswith(entry)):
+            return True
+        if host == entry:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
