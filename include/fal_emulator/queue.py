@@ -72,23 +72,29 @@ class Job:
         return self.state == "COMPLETED"
 
     def log_entries(self, now: float) -> list[dict[str, Any]]:
-        """Every runner log line emitted by ``now`` (none while queued: logs come from the runner)."""
+        """Every runner log line emitted by ``now`` (none while queued: logs come from the runner).
+
+        Each line's timestamp is fixed when the job starts (from the planned finish time), so a line
+        keeps its timestamp across polls, as on fal; clients dedupe on (timestamp, message).
+        """
         if self.started_at is None:
             return []
-        end = self.completed_at if self.completed_at is not None else self.finish_at or now
-        span = max(end - self.started_at, 1e-6)
-        steps = STEPS if self.error is None else max(1, int(STEPS * FAIL_AT))
-        plan = [(0.0, "INFO", f"Loading {self.spec.title} weights")]
-        plan += [(i / (steps + 1), "INFO", f"Denoising step {i}/{steps}") for i in range(1, steps + 1)]
-        if self.completed:
-            if self.error is None:
-                plan.append((1.0, "INFO", "Encoding video and uploading to the CDN"))
-            else:
-                plan.append((1.0, "ERROR", f"Request failed: {self.error.error}"))
+        span = max((self.finish_at or now) - self.started_at, 1e-6)
+        visible_until = min(now, self.completed_at) if self.completed_at is not None else now
+        steps = max(1, int(STEPS * FAIL_AT)) if self.planned_error else STEPS
+        plan = [(self.started_at, "INFO", f"Loading {self.spec.title} weights")]
+        plan += [(self.started_at + i / (steps + 1) * span, "INFO", f"Denoising step {i}/{steps}")
+                 for i in range(1, steps + 1)]  # fmt: skip
+        if self.completed_at is not None:
+            last = (
+                "Encoding video and uploading to the CDN"
+                if self.error is None
+                else f"Request failed: {self.error.error}"
+            )
+            plan.append((self.completed_at, "INFO" if self.error is None else "ERROR", last))
         entries = []
-        for fraction, level, message in plan:
-            at = self.started_at + fraction * span
-            if at <= now:
+        for at, level, message in plan:
+            if at <= visible_until:
                 stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
                 entries.append({"message": message, "level": level, "source": "USER", "timestamp": stamp, "labels": {}})
         return entries

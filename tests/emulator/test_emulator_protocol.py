@@ -337,3 +337,28 @@ def test_seeded_times_are_reproducible(emulator, http):
         return [round(jobs[b["request_id"]]["started_at"] - jobs[b["request_id"]]["submitted_at"], 2) for b in bodies]
 
     assert durations() == durations()
+
+
+def test_log_lines_keep_their_timestamps_across_polls_and_a_cancel(emulator, fal_key) -> None:
+    """fal's polled logs are a moving window of fixed lines: clients dedupe on (timestamp, message)."""
+    emulator.configure(generation_seconds=2000, queue_seconds=0)  # about 4 s at the test time scale
+    headers = {"Authorization": f"Key {fal_key}"}
+    sub = httpx.post(f"{emulator.base_url}/fal-ai/mochi-v1", json={"prompt": "stable logs"}, headers=headers).json()
+    seen: dict[str, str] = {}
+
+    def poll() -> dict:
+        body = httpx.get(sub["status_url"], params={"logs": "1"}, headers=headers).json()
+        for line in body["logs"] or []:
+            assert seen.setdefault(line["message"], line["timestamp"]) == line["timestamp"], line
+        return body
+
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        poll()
+        time.sleep(0.05)
+    assert len(seen) >= 3
+    before = poll()["logs"][-1]
+    assert httpx.put(sub["cancel_url"], headers=headers).status_code == 202
+    after = poll()
+    assert after["status"] == "COMPLETED"
+    assert (before["message"], before["timestamp"]) in {(x["message"], x["timestamp"]) for x in after["logs"]}
