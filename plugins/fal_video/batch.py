@@ -41,9 +41,14 @@ def archive_root_for(param: str | None) -> str:
     return resolve_path(param or os.environ.get("FAL_VIDEO_ARCHIVE") or "archive")
 
 
+_RESERVED_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(10))})
+
+
 def run_folder_name(run_id: str) -> str:
-    """A run id such as ``manual__2026-12-03T10:00:00+00:00`` as a safe folder name."""
+    """A run id such as ``manual__2026-12-03T10:00:00+00:00`` as a safe folder name (never a device name)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")[:120]
+    if safe.split(".")[0].lower() in _RESERVED_NAMES:
+        safe = f"run_{safe}"[:120]
     return safe or "run"
 
 
@@ -79,18 +84,32 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
     from fal_video.archive import Archive
     from fal_video.ledger import Ledger
     from fal_video.planning import BudgetExceeded, check_budget, plan, plan_summary
-    from fal_video.prompts import read_prompts
+    from fal_video.prompts import PromptError, read_prompts
 
     source = prompts_source(params, logical_date, run_after)
-    table = read_prompts(
-        source,
-        default_endpoint=params["default_endpoint"],
-        default_arguments=params.get("default_arguments") or {},
-        limit=params.get("limit"),
-        sample=params.get("sample"),
-        strict=bool(params.get("strict")),
-    )
     root = archive_root_for(params.get("archive_root"))
+    run_dir = _path(root) / "runs" / run_folder_name(run_id)
+    try:
+        table = read_prompts(
+            source,
+            default_endpoint=params["default_endpoint"],
+            default_arguments=params.get("default_arguments") or {},
+            limit=params.get("limit"),
+            sample=params.get("sample"),
+            strict=bool(params.get("strict")),
+        )
+    except PromptError as exc:
+        # The file as a whole is unusable (not UTF-8, no prompt column, strict mode...): one sentence, no
+        # retries (the file will not change by itself), and an empty plan so the manifest step says why.
+        _write_json(run_dir / "plan.json", {
+            "run_id": run_id, "source": source, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "started_epoch": time.time(), "dry_run": bool(params.get("dry_run")), "refused": None,
+            "input_error": str(exc), "failure_policy": params.get("failure_policy", "failures"), "note": None,
+            "summary": {}, "rows": [], "jobs": {}, "reused": {},
+        })  # fmt: skip
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
     archive, ledger = Archive(root), Ledger(root)
     keys = {row.job_key for row in table.rows if not row.error}
     archived = {key: rec for key in keys if (rec := archive.existing(key))}
@@ -110,7 +129,6 @@ def plan_jobs(params: dict[str, Any], run_id: str, logical_date: Any, run_after:
         except BudgetExceeded as exc:
             refusal = str(exc)
 
-    run_dir = _path(root) / "runs" / run_folder_name(run_id)
     _write_json(run_dir / "plan.json", {
         "run_id": run_id,
         "source": source,
@@ -168,7 +186,31 @@ def archive_chunk(generated: dict[str, Any] | None, params: dict[str, Any], fal_
     )
     for rec in records:
         log.info("%s: %s %s", rec.job_key, rec.state, rec.path or rec.reason or "")
+    unfinished = [rec for rec in records if rec.state == "download_failed"]
+    if unfinished and _retries_left():
+        # A3: the CDN failed past the in-task retries. Fail this try so Airflow retries the task later: the
+        # retry starts from the same outcomes (request ids), skips what is archived and fetches the rest again.
+        # No job is resubmitted. On the last try the records are returned, so the manifest names the reason.
+        raise RuntimeError(
+            f"{len(unfinished)} of {len(records)} finished video(s) could not be downloaded yet "
+            f"(first: {unfinished[0].job_key}: {unfinished[0].reason}); the task retries and fetches them again"
+        )
     return [rec.as_dict() for rec in records]
+
+
+def _retries_left() -> bool:
+    """Whether the running Airflow task has a retry left (False outside a task: e.g. a direct call)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:
+        return False
+    ti, task = context.get("ti"), context.get("task")
+    try:
+        return int(ti.try_number) <= int(task.retries or 0)
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _ledger(root: str) -> Any:
@@ -241,16 +283,23 @@ def write_manifest(params: dict[str, Any], run_id: str, generated: Any, archived
                 row.reason_code, row.reason = "budget_exceeded", plan_data["refused"]
     policy = FailurePolicy(plan_data.get("failure_policy") or "failures")
     ok, message = evaluate(manifest_rows, policy)
+    extra: dict[str, Any] = {}
+    if plan_data.get("input_error"):  # the CSV could not be read at all: no rows, and the run fails saying why
+        ok, message = False, str(plan_data["input_error"])
+        extra = {"ok": False, "verdict": message, "input_error": message}
     summary = write_run(
         run_dir, manifest_rows, run_id=run_id, source=plan_data["source"], started_at=plan_data["started_at"],
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         wall_seconds=round(time.time() - float(plan_data["started_epoch"]), 2),
         failure_policy=policy, warnings=warnings, note=plan_data.get("note"), plan=plan_data.get("summary"),
+        **extra,
     )  # fmt: skip
     log.info("Manifest: %s", run_dir / "manifest.csv")
     log.info("Videos: %s", _path(root) / "videos")
     log.info("Gallery: %s", run_dir / "index.html")
     log.info("%s", message)
-    if not ok:
-        raise RuntimeError(f"run failed under failure policy '{policy.value}': {message}")
+    if plan_data.get("input_error"):
+        raise RuntimeError(message)  # one sentence: the CSV could not be read
+    if not ok:  # the verdict comes first (e.g. "the fal account is locked ..."), then the policy
+        raise RuntimeError(f"{message} (run failed under failure policy '{policy.value}')")
     return {"run_dir": str(run_dir), "verdict": message, "counts": summary.get("counts", {})}
