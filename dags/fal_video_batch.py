@@ -80,7 +80,9 @@ with DAG(
 
         return plan(params, run_id, dag_run.logical_date, dag_run.run_after)
 
-    @task(retries=3)
+    # all_done: one failed chunk (e.g. marked failed by a user) must not leave the other chunks unarchived.
+    # archive is expanded over the chunks that returned, so it runs once per finished generate instance.
+    @task(retries=3, trigger_rule=TriggerRule.ALL_DONE)
     def archive(generated, params=None):
         from fal_video.batch import archive_chunk
 

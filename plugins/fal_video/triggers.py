@@ -39,6 +39,7 @@ from fal_video.records import Outcome
 
 FATAL = (Reason.AUTH, Reason.ACCOUNT_LOCKED)  # the key is refused: no job can be followed
 MAX_BAD_BODIES = 3  # consecutive malformed status bodies before a job is given up as failed
+_CANCELLING: set[asyncio.Task[None]] = set()  # on_kill's cancel tasks, kept alive while they run
 STATE_BY_REASON = {
     Reason.INPUT_REJECTED: "rejected",
     Reason.CONTENT_POLICY: "rejected",
@@ -295,10 +296,21 @@ class FalJobsTrigger(BaseTrigger):
     # --- ending ------------------------------------------------------------------------------------
 
     async def on_kill(self) -> None:
-        """A user marked the task failed/success or cleared it: cancel this chunk's unfinished fal jobs."""
+        """A user marked the task failed/success or cleared it: cancel this chunk's unfinished fal jobs.
+
+        The cancels run in a task of their own, awaited through ``asyncio.shield``: Airflow 3.3's triggerer
+        re-sends the user-action cancel on every state sync (about once a second) until the trigger has ended,
+        which cancels ``on_kill`` itself; the shielded task still sends every cancel.
+        """
         pending = [w for w in self._watches if w.outcome is None]
         if not pending:
             return
+        task = asyncio.create_task(self._cancel(pending))
+        _CANCELLING.add(task)  # a strong reference until it is done
+        task.add_done_callback(_CANCELLING.discard)
+        await asyncio.shield(task)
+
+    async def _cancel(self, pending: list[_Watch]) -> None:
         sem = asyncio.Semaphore(self.max_concurrency)
 
         async def cancel(hook: FalHook, w: _Watch) -> str:

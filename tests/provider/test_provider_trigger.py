@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -220,3 +221,27 @@ async def test_the_blocking_detector_works(fake_fal: FakeFal, caplog, capsys):
     fake_fal.handler = blocking  # type: ignore[method-assign]
     _, slow = await run_in_debug_loop(fake_fal.trigger([fake_fal.add("b", [completed()])]), caplog, capsys)
     assert slow
+
+
+async def test_on_kill_sends_every_cancel_even_when_cancelled_again(fake_fal: FakeFal, monkeypatch):
+    """Airflow 3.3's triggerer re-sends the user-action cancel about once a second until the trigger has ended,
+    which cancels on_kill itself (run_trigger swallows that): every cancel must still reach fal."""
+    subs = [fake_fal.add(name, [queued(5)]) for name in ("a", "b", "c", "d")]
+    original = fake_fal.handler
+
+    async def slow_cancels(request):
+        if request.url.path.endswith("/cancel"):
+            await asyncio.sleep(0.2)
+        return original(request)
+
+    monkeypatch.setattr(fake_fal, "handler", slow_cancels)
+    trigger = fake_fal.trigger(subs, deadline_in=30, max_concurrency=1)  # one cancel at a time: 0.8 s in all
+    killing = asyncio.create_task(trigger.on_kill())
+    await asyncio.sleep(0.3)
+    killing.cancel("__airflow_user_action__")  # the second cancel, while on_kill is at work
+    with contextlib.suppress(asyncio.CancelledError):
+        await killing
+    deadline = time.monotonic() + 5
+    while len([c for c in fake_fal.calls if c[0] == "cancel"]) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert sorted(c for c in fake_fal.calls if c[0] == "cancel") == [("cancel", n) for n in ("a", "b", "c", "d")]

@@ -223,12 +223,13 @@ def test_100_prompts_triggerer_restart_mark_failed_and_in_flight_cap(stack, emul
     states = stack.task_states(DAG_ID, run_id)
     print(f"run {state} in {wall:.0f}s (from trigger); generate[{victim}] marked failed")
     assert state == "success", states  # failure_policy=never: write_manifest accounts for every row and succeeds
-    for (task, index), ti_state in states.items():
-        if task in ("generate", "archive") and index == victim:
-            assert ti_state == ("failed" if task == "generate" else "upstream_failed"), (task, index, ti_state)
-        else:
-            assert ti_state == "success", (task, index, ti_state)
-    assert sum(1 for task, _ in states if task == "generate") == N_PROMPTS // CHUNK_SIZE
+    generate = {i: st for (task, i), st in states.items() if task == "generate"}
+    archive_states = [st for (task, _i), st in states.items() if task == "archive"]
+    assert len(generate) == N_PROMPTS // CHUNK_SIZE
+    assert generate.pop(victim) == "failed" and set(generate.values()) == {"success"}, states
+    # archive is expanded over the chunks that returned (all_done): one per chunk but the marked one.
+    assert archive_states == ["success"] * (N_PROMPTS // CHUNK_SIZE - 1), archive_states
+    assert states[("plan_jobs", -1)] == states[("write_manifest", -1)] == "success"
 
     # Cancels: only for the marked chunk, only for its jobs not COMPLETED at that moment, once, none earlier.
     cancels = emulator.requests("cancel")
@@ -305,7 +306,11 @@ def _wait_backfill_runs(stack: AirflowStack, after: float, timeout: float = 360)
         runs = stack.dag_runs(DAG_ID, run_type="backfill")
         done = [r for r in runs if r["state"] in ("success", "failed") and r["end_date"]
                 and _epoch(r["end_date"]) > after]  # fmt: skip
-        return runs if len(runs) == 3 and len(done) == 3 else None
+        if len(runs) != 3 or len(done) != 3:
+            return None
+        # The scheduler marks the backfill completed a loop later; until then a new one is refused.
+        backfills = stack.request("GET", "/backfills", params={"dag_id": DAG_ID})["backfills"]
+        return runs if backfills and all(b["completed_at"] for b in backfills) else None
 
     return poll(ended, timeout, every=2.0, what="three backfill runs finished")
 
