@@ -60,5 +60,10 @@ async def media(request: Request, token: str, name: str) -> Response:
         code = code or emu.settings.media_expired_status
         record["status_code"] = code
         return PlainTextResponse("Access Denied" if code == 403 else "Not Found", code)
+    if "http_error" in kinds:  # armed with on="media": the CDN answers an error (e.g. 503 for a while)
+        params = kinds["http_error"].params
+        record["status_code"] = int(params["status"])
+        return PlainTextResponse(str(params["detail"]), int(params["status"]))
     record["status_code"] = 206 if request.headers.get("range") else 200
-    return MediaResponse(found, request.headers.get("range"), hits, request.method)
+    delay = emu.settings.media_chunk_delay_seconds
+    return MediaResponse(found, request.headers.get("range"), hits, request.method, chunk_delay=delay)

@@ -8,6 +8,7 @@ request's ``X-Fal-Object-Lifecycle-Preference``). Files are streamed from disk i
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -92,9 +93,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 class MediaResponse(RawResponse):
     """Serve a file (or a fault's version of it) straight from disk."""
 
-    def __init__(self, media: MediaFile, range_header: str | None, hits: list[Hit], method: str = "GET") -> None:
+    def __init__(
+        self, media: MediaFile, range_header: str | None, hits: list[Hit], method: str = "GET", chunk_delay: float = 0.0
+    ) -> None:
         super().__init__(200)
         self.media, self.range_header, self.hits, self.method = media, range_header, hits, method
+        self.chunk_delay = chunk_delay  # setting media_chunk_delay_seconds: a slow CDN
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kinds = {hit.kind: hit.params for hit in self.hits}
@@ -138,6 +142,8 @@ class MediaResponse(RawResponse):
                     break
                 sent += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if self.chunk_delay > 0:
+                    await asyncio.sleep(self.chunk_delay)
         if cut < length:
             await drop(scope)
             return

@@ -43,6 +43,7 @@ class Settings:
     media_ttl_seconds: float | None = None  # media URLs expire this long after completion (wall seconds)
     media_expired_status: int = 404  # what an expired media URL answers (fal's CDN: 403 or 404)
     media_pad_to_bytes: int = 0  # pad MP4s with a trailing `free` box up to this size (still decodable)
+    media_chunk_delay_seconds: float = 0.0  # pause between 256 KiB media chunks (a slow CDN; wall seconds)
     render_short_side: int = 144  # pixels; the clip keeps the requested aspect ratio
     render_fps: int = 10
     public_base_url: str | None = None  # base of returned URLs; default: the Host the client used

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import struct
 import tempfile
 import time
@@ -220,7 +221,7 @@ class _LocalStore:
     def workspace(self, key: str) -> Iterator[Path]:
         partial = self.root / PARTIAL
         partial.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=partial))
+        work = Path(tempfile.mkdtemp(prefix=f"{key}-{_OWNER}-", dir=partial))  # the owner lets sweep() spot the dead
         try:
             yield work
         finally:
@@ -250,11 +251,18 @@ class _LocalStore:
         _fsync(target.parent)
 
     def sweep(self) -> None:
-        """Remove temp dirs left by killed processes (only old ones: another run may be writing)."""
+        """Remove temp dirs left by killed processes: those of a dead process on this host, and old ones.
+
+        A dir of a live process (another run may be writing) or of another host is kept until it is a day old.
+        """
         partial = self.root / PARTIAL
         cutoff = time.time() - STALE_PARTIAL_S
         for entry in partial.glob("*") if partial.is_dir() else []:
-            if entry.stat().st_mtime < cutoff:
+            try:
+                stale = entry.stat().st_mtime < cutoff or _owner_is_dead(entry.name)
+            except FileNotFoundError:
+                continue
+            if stale:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -302,6 +310,33 @@ class _FsspecStore:
 
     def sweep(self) -> None:
         """Nothing to sweep: temporary files live on local disk and are removed with their dir."""
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+_OWNER = f"{_HOST}.{os.getpid()}"  # fixed at import; a forked worker gets its own below
+_WORKSPACE = re.compile(r"[0-9a-zA-Z_-]+?-(?P<host>[A-Za-z0-9]+)\.(?P<pid>\d+)-")
+
+
+def _refresh_owner() -> None:
+    global _OWNER
+    _OWNER = f"{_HOST}.{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=_refresh_owner)
+
+
+def _owner_is_dead(name: str) -> bool:
+    """True for a workspace name made on this host by a process that no longer runs."""
+    match = _WORKSPACE.match(name)
+    if not match or match["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
 
 
 def _open_store(root: str) -> _LocalStore | _FsspecStore:
@@ -499,7 +534,7 @@ def _fetch_verified(
         tries += 1
         try:
             got = download(url, dest, policy, client)
-            _check_fal_size(got, fal_size, url)
+            _check_fal_size(got, fal_size, url, dest)
             return _Verified(got, verify_video(dest), source=redact_url(url))
         except FalError as exc:
             dest.unlink(missing_ok=True)
@@ -527,10 +562,16 @@ def _video_source(outcome: Outcome) -> tuple[str, int | None]:
     return url.strip(), size if valid_size else None
 
 
-def _check_fal_size(got: Download, fal_size: int | None, url: str) -> None:
-    """fal's File states its size: a different byte count means a damaged transfer, worth a retry."""
+def _check_fal_size(got: Download, fal_size: int | None, url: str, dest: Path) -> None:
+    """fal's File states its size: a different byte count means a damaged transfer, worth a retry.
+
+    Unless the bytes are not an MP4 at all (D3: an HTML page served as octet-stream): that is final.
+    """
     if fal_size is not None and got.bytes != fal_size:
         message = f"{redact_url(url)}: received {got.bytes} bytes, fal's file_size says {fal_size}"
+        with dest.open("rb") as handle:
+            if handle.read(8)[4:] != b"ftyp":
+                raise _invalid(f"not an MP4 file: no 'ftyp' box at offset 4 ({message})")
         raise FalError(Reason.TRANSIENT, message)
 
 

@@ -22,6 +22,7 @@ exact on local disk; on object stores without conditional writes it is a best-ef
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -243,6 +244,29 @@ class Ledger:
         else:
             self._update(job_key, "submit_failed", state="retired", final_status="not_submitted", reason=error.message)
         self._release(job_key)
+
+    # --- run-wide stop (F8) ---------------------------------------------------------------------
+
+    def _stop_path(self, run_scope: str) -> Any:
+        digest = hashlib.sha256(run_scope.encode()).hexdigest()[:24]
+        return self.dir / "stops" / f"{digest}.json"
+
+    def record_stop(self, run_scope: str, error: FalError) -> None:
+        """An account lock or a refused key: no chunk of this run (``dag_id/run_id``) submits anything more."""
+        path = self._stop_path(run_scope)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"run": run_scope, "reason": error.reason.value, "message": error.message, "at": _now_iso()}
+        path.write_text(json.dumps(data))
+
+    def stop_reason(self, run_scope: str) -> FalError | None:
+        """The error that stopped this run's submits, if one did."""
+        try:
+            data = json.loads(self._stop_path(run_scope).read_text())
+            return FalError(Reason(data["reason"]), str(data["message"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return FalError(Reason.ACCOUNT_LOCKED, "an earlier chunk of this run stopped submitting")
 
     # --- after the run -------------------------------------------------------------------------
 

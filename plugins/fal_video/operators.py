@@ -6,9 +6,10 @@ submits and records the request id at once (``record``). Per-job failures become
 :class:`~fal_video.records.NotSubmitted` records; the operator raises only when it cannot work at
 all (bad connection, bad ``jobs`` value, a store that cannot record a paid request id).
 
-Account lock (F8) and auth failures stop the chunk: every further submit would fail too. The
-rest of the chunk is marked NotSubmitted with that reason, an ERROR is logged, and the records are
-returned; the DAG's final (manifest) task fails the run because those rows carry
+Account lock (F8) and auth failures stop the chunk, and through the ledger every later chunk of the
+same run: every further submit would fail too. The rest is marked NotSubmitted with that reason (jobs
+already paid for are still re-attached), an ERROR is logged, and the records are returned; a new run
+submits again; the DAG's final (manifest) task fails the run because those rows carry
 ``account_locked`` / ``auth``. Already running jobs keep being waited for.
 """
 
@@ -94,8 +95,9 @@ class FalSubmitOperator(BaseOperator):
         hook.settings()  # a bad connection fails the task before anything is claimed
         ti = context.get("ti")
         owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}#try{ti.try_number}" if ti else self.task_id
+        run_scope = f"{ti.dag_id}/{ti.run_id}" if ti else None
         try:
-            submissions, not_submitted = submit_chunk(hook, store, jobs, owner, self.log)
+            submissions, not_submitted = submit_chunk(hook, store, jobs, owner, self.log, run_scope=run_scope)
         finally:
             hook.close()
         self.log.info("chunk: %d submitted or re-attached, %d not submitted", len(submissions), len(not_submitted))
@@ -131,15 +133,29 @@ class FalSubmitOperator(BaseOperator):
 
 
 def submit_chunk(
-    hook: FalHook, store: SubmissionStore, jobs: list[Job], owner: str, log: Any
+    hook: FalHook, store: SubmissionStore, jobs: list[Job], owner: str, log: Any, *, run_scope: str | None = None
 ) -> tuple[list[Submission], list[NotSubmitted]]:
-    """The submit loop, outside the operator so it is easy to test and read."""
+    """The submit loop, outside the operator so it is easy to test and read.
+
+    ``run_scope`` (``dag_id/run_id``) makes an account lock or auth refusal stop the whole run, not only
+    this chunk: the store remembers it (``record_stop``) and later chunks of the run submit nothing (F8).
+    Jobs the store already holds a request id for are still re-attached after a stop: they are paid for.
+    """
     submissions: list[Submission] = []
     not_submitted: list[NotSubmitted] = []
     stop: FalError | None = None
+    if run_scope and hasattr(store, "stop_reason"):
+        stop = store.stop_reason(run_scope)
+        if stop is not None:
+            log.error("this run stopped submitting earlier: %s", stop.message)
     for job in jobs:
         if stop is not None:
-            not_submitted.append(NotSubmitted(job.job_key, stop.reason.value, f"not submitted: {stop.message}"))
+            live = store.submission(job.job_key) if hasattr(store, "submission") else None
+            if isinstance(live, Submission):
+                log.info("job %s: re-attached to request %s (no new submit)", job.job_key, live.request_id)
+                submissions.append(live)
+            else:
+                not_submitted.append(NotSubmitted(job.job_key, stop.reason.value, f"not submitted: {stop.message}"))
             continue
         prior = store.prepare(job, owner)
         if isinstance(prior, Submission):
@@ -157,6 +173,8 @@ def submit_chunk(
             not_submitted.append(NotSubmitted(job.job_key, exc.reason.value, exc.message))
             if exc.reason in STOP_REASONS:
                 stop = exc
+                if run_scope and hasattr(store, "record_stop"):
+                    store.record_stop(run_scope, exc)
                 log.error("job %s: %s; stopping this chunk: the remaining jobs are not submitted", job.job_key, exc)
             else:
                 log.warning("job %s: not submitted (%s): %s", job.job_key, exc.reason.value, exc.message)

@@ -155,7 +155,14 @@ def check_event(event: Any, submissions: list[Submission]) -> list[Outcome]:
         raise AirflowException("the fal wait got a success event without an 'outcomes' list")
     by_request = {}
     for item in raw:
-        outcome = Outcome.from_dict(item)
+        try:
+            outcome = Outcome.from_dict(item)
+        except TypeError:  # a required field (job_key, request_id, state) is missing
+            raise AirflowException(
+                f"the fal wait got an outcome without job_key/request_id/state: keys {sorted(map(str, item))[:8]}"
+            ) from None
+        if not isinstance(outcome.request_id, str) or not isinstance(outcome.job_key, str):
+            raise AirflowException("the fal wait got an outcome whose job_key or request_id is not a string")
         if outcome.state not in OUTCOME_STATES:
             raise AirflowException(f"trigger reported unknown state {outcome.state!r} for {outcome.request_id}")
         by_request[outcome.request_id] = outcome
@@ -175,8 +182,10 @@ def cancel_timed_out(task: WaitSettings, outcomes: list[Outcome], submissions: l
     if not timed_out:
         return outcomes
     urls = {s.request_id: s.cancel_url for s in submissions}
+    results = {s.request_id: s.response_url for s in submissions}
     hook = FalHook(fal_conn_id=task.fal_conn_id)
     notes: dict[str, str] = {}
+    recovered: dict[str, Outcome] = {}
     try:
         for outcome in timed_out:
             try:
@@ -185,12 +194,37 @@ def cancel_timed_out(task: WaitSettings, outcomes: list[Outcome], submissions: l
                 answer = f"cancel failed ({exc.reason.value})"
             task.log.warning("job %s timed out: cancel on fal -> %s", outcome.job_key, answer)
             notes[outcome.request_id] = answer
+            if answer == "ALREADY_COMPLETED":  # it finished as the deadline passed: paid for, so keep the video
+                found = _finished_result(hook, outcome, results[outcome.request_id])
+                if isinstance(found, Outcome):
+                    recovered[outcome.request_id] = found
+                else:
+                    notes[outcome.request_id] += f"; result: {found}"
     finally:
         hook.close()
     return [
-        dataclasses.replace(o, reason=f"{o.reason}; cancel: {notes[o.request_id]}") if o.request_id in notes else o
+        recovered.get(o.request_id)
+        or (dataclasses.replace(o, reason=f"{o.reason}; cancel: {notes[o.request_id]}") if o.request_id in notes else o)
         for o in outcomes
     ]
+
+
+def _finished_result(hook: FalHook, outcome: Outcome, response_url: str) -> Outcome | str:
+    """The result of a job that completed just after the deadline: a succeeded Outcome, or why not."""
+    from fal_video.catalog import OutputShapeError, extract_video
+
+    try:
+        body = hook.result(response_url)
+        video = extract_video(body)
+    except FalError as exc:
+        return exc.message
+    except OutputShapeError as exc:
+        return str(exc)
+    seed = body.get("seed")
+    return dataclasses.replace(
+        outcome, state="succeeded", reason_code=None, reason=None, video=video,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+    )  # fmt: skip
 
 
 async def _single_event(trigger: FalJobsTrigger) -> dict[str, Any] | None:

@@ -58,11 +58,14 @@ def test_f1_stalled_status_times_out_per_request_and_recovers(fal):
 
 
 def test_f1_stall_forever_still_ends_at_the_deadline(fal):
-    submitted = submit("stalls forever [fal-fault:stall:1000]", "fine")
+    # Stuck in the queue too: a job that finished on fal meanwhile would be kept (its result is fetched
+    # when the deadline's cancel answers ALREADY_COMPLETED), not timed out.
+    prompt = "stalls forever [fal-fault:stall:1000] [fal-fault:stuck_in_queue]"
+    submitted = submit(prompt, "fine")
     started = time.monotonic()
     out = wait(submitted, request_timeout=0.3, deadline_seconds=1.5)
     assert time.monotonic() - started < 6
-    stalled = out[key_of("stalls forever [fal-fault:stall:1000]")]
+    stalled = out[key_of(prompt)]
     assert stalled["state"] == "timed_out", stalled
     assert out[key_of("fine")]["state"] == "succeeded"
 

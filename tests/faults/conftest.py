@@ -1,0 +1,27 @@
+"""Fixtures for the fault scenarios: the fal connection in this process, and `airflow dags test` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from faults_helpers import AIRFLOW, fal_env
+
+
+@pytest.fixture
+def fal_conn(emulator, fal_key, monkeypatch):
+    """fal_default points at the session emulator (reset), for the DAG steps run in this process."""
+    conn = {"conn_type": "fal", "host": emulator.base_url, "password": fal_key, "extra": {"allow_http": True}}
+    monkeypatch.setenv("AIRFLOW_CONN_FAL_DEFAULT", json.dumps(conn))
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def faults_dag_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite metadata DB for the `dags test` runs of this suite."""
+    home = tmp_path_factory.mktemp("airflow-faults")
+    subprocess.run([AIRFLOW, "db", "migrate"], env=fal_env("http://127.0.0.1:9", "unused", home), check=True,
+                   capture_output=True)  # fmt: skip
+    return home
