@@ -1,6 +1,6 @@
 """fal_video_batch: a prompt CSV in, verified videos and a manifest out.
 
-plan_jobs -> generate[chunk] (submit, then wait deferred) -> archive[chunk] -> write_manifest (all_done)
+plan_jobs -> chunk[i]: generate (submit, then wait deferred) -> archive  -> write_manifest (all_done)
 
 ``generate`` submits its chunk (writing each request id to the ledger at once) and then defers to
 one trigger that waits for every job of the chunk in the triggerer, holding no worker slot. Because
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, Param, TriggerRule, task
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task, task_group
 
 from fal_video.batch import archive_root_for
 from fal_video.catalog import MODELS
@@ -80,32 +80,40 @@ with DAG(
 
         return plan(params, run_id, dag_run.logical_date, dag_run.run_after)
 
-    # all_done: one failed chunk (e.g. marked failed by a user) must not leave the other chunks unarchived.
-    # archive is expanded over the chunks that returned, so it runs once per finished generate instance.
-    @task(retries=3, trigger_rule=TriggerRule.ALL_DONE)
-    def archive(generated, params=None):
-        from fal_video.batch import archive_chunk
-
-        return archive_chunk(generated, params, FAL_CONN_ID)
-
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[MANIFEST_ASSET], retries=0)
-    def write_manifest(generated, archived, params=None, run_id=None, outlet_events=None):
+    def write_manifest(params=None, run_id=None, ti=None, outlet_events=None):
         from fal_video.batch import write_manifest as write
 
+        generated = ti.xcom_pull(task_ids="chunk.generate")  # every chunk's value; missing ones are skipped
+        archived = ti.xcom_pull(task_ids="chunk.archive")
         result = write(params, run_id, generated, archived)
         outlet_events[MANIFEST_ASSET].extra = {"run_dir": result["run_dir"], "verdict": result["verdict"]}
         return result
 
-    chunks = plan_jobs()
-    generate = FalSubmitOperator.partial(
-        task_id="generate",
-        fal_conn_id=FAL_CONN_ID,
-        pool=FAL_POOL,
-        ledger_root="{{ archive_root_for(params.archive_root) }}",
-        resubmit_unknown="{{ params.resubmit_unknown }}",
-        wait_for_completion=True,
-        poll_interval="{{ params.poll_interval_seconds }}",
-        deadline_seconds="{{ params.deadline_minutes * 60 }}",
-    ).expand(jobs=chunks)
-    archived = archive.expand(generated=generate.output)
-    write_manifest(generate.output, archived)
+    @task_group(group_id="chunk")
+    def process_chunk(jobs):
+        """One chunk: generate (submit, then wait deferred), then archive its videos right away."""
+        generate = FalSubmitOperator(
+            task_id="generate",
+            jobs=jobs,
+            fal_conn_id=FAL_CONN_ID,
+            pool=FAL_POOL,
+            ledger_root="{{ archive_root_for(params.archive_root) }}",
+            resubmit_unknown="{{ params.resubmit_unknown }}",
+            wait_for_completion=True,
+            poll_interval="{{ params.poll_interval_seconds }}",
+            deadline_seconds="{{ params.deadline_minutes * 60 }}",
+        )
+
+        # all_done: a chunk whose generate task failed (e.g. marked failed by a user) still archives
+        # whatever it can, and one chunk never blocks another: each chunk archives as soon as it is done.
+        @task(retries=3, trigger_rule=TriggerRule.ALL_DONE)
+        def archive(params=None, ti=None):
+            from fal_video.batch import archive_chunk
+
+            generated = ti.xcom_pull(task_ids="chunk.generate", map_indexes=ti.map_index)
+            return archive_chunk(generated, params, FAL_CONN_ID)
+
+        generate >> archive()
+
+    process_chunk.expand(jobs=plan_jobs()) >> write_manifest()

@@ -24,10 +24,12 @@ def dag():
 
 
 def test_dag_imports_with_the_documented_tasks(dag) -> None:
-    assert {t.task_id for t in dag.tasks} == {"plan_jobs", "generate", "archive", "write_manifest"}
+    assert {t.task_id for t in dag.tasks} == {"plan_jobs", "chunk.generate", "chunk.archive", "write_manifest"}
     assert dag.get_task("write_manifest").trigger_rule == "all_done"
-    assert dag.get_task("archive").trigger_rule == "all_done"  # one failed chunk must not block the others' archive
-    assert dag.get_task("generate").partial_kwargs["wait_for_completion"] is True
+    # a failed chunk still archives what it can, and each chunk archives as soon as it is done
+    assert dag.get_task("chunk.archive").trigger_rule == "all_done"
+    assert dag.get_task("chunk.archive").upstream_task_ids == {"chunk.generate"}
+    assert dag.get_task("chunk.generate").partial_kwargs["wait_for_completion"] is True
 
 
 def test_params_validate_and_reject_bad_values(dag) -> None:

@@ -139,7 +139,7 @@ def test_real_stack_run_leaves_the_key_nowhere(tmp_path: Path) -> None:
             for component in ("scheduler", "triggerer", "api-server", "dag-processor", "worker-1", "worker-2"):
                 assert str(stack.logs_dir / f"{component}.log") in scanned_files, component
             task_logs = [p for p in scanned_files if p.startswith(str(stack.task_logs_dir)) and "run_id=" in p]
-            for task in ("plan_jobs", "generate", "archive", "write_manifest"):
+            for task in ("plan_jobs", "chunk.generate", "chunk.archive", "write_manifest"):
                 assert any(f"task_id={task}" in p for p in task_logs), (task, task_logs[:20])
             control = LeakScan(key).bytes("env.json", env_file.read_bytes())
             assert "key" in {f.form for f in control}, "positive control: env.json holds the configured key"

@@ -171,7 +171,7 @@ def test_100_prompts_triggerer_restart_mark_failed_and_in_flight_cap(stack, emul
         in_flight = sum(1 for j in emulator_jobs(emulator).values() if j["state"] != "COMPLETED")
         if in_flight < 20:
             return None
-        deferred = [ti for ti in stack.task_instances(DAG_ID, run_id, "generate") if ti["state"] == "deferred"]
+        deferred = [ti for ti in stack.task_instances(DAG_ID, run_id, "chunk.generate") if ti["state"] == "deferred"]
         return (in_flight, len(deferred)) if len(deferred) * CHUNK_SIZE >= 20 else None
 
     in_flight_at_restart, deferred_at_restart = poll(enough_waiting, 300, what=">= 20 fal jobs waiting in triggers")
@@ -190,13 +190,13 @@ def test_100_prompts_triggerer_restart_mark_failed_and_in_flight_cap(stack, emul
         still queued at fal, the furthest back first (so none can finish before the cancel)."""
         jobs = emulator_jobs(emulator)
         best = None
-        for ti in stack.task_instances(DAG_ID, run_id, "generate"):
+        for ti in stack.task_instances(DAG_ID, run_id, "chunk.generate"):
             triggerer = ti.get("triggerer_job") or {}
             if ti["state"] != "deferred" or not triggerer.get("start_date") or triggerer.get("end_date"):
                 continue
             if _epoch(triggerer["start_date"]) < t_restart:  # still assigned to the stopped triggerer
                 continue
-            submitted = stack.xcom(DAG_ID, run_id, "generate", "submitted", ti["map_index"])
+            submitted = stack.xcom(DAG_ID, run_id, "chunk.generate", "submitted", ti["map_index"])
             ids = [s["request_id"] for s in submitted["submissions"]]
             if len(ids) == CHUNK_SIZE and all(jobs[i]["state"] == "IN_QUEUE" for i in ids):
                 depth = min(jobs[i]["queue_position"] or 0 for i in ids)
@@ -210,7 +210,7 @@ def test_100_prompts_triggerer_restart_mark_failed_and_in_flight_cap(stack, emul
     _depth, victim, victim_ids = poll(pick_waiting_chunk, 240, every=2.0, what="a deferred chunk still queued at fal")
     before = emulator_jobs(emulator)
     t_mark = time.time()
-    stack.mark_task_failed(DAG_ID, run_id, "generate", map_index=victim)
+    stack.mark_task_failed(DAG_ID, run_id, "chunk.generate", map_index=victim)
     # on_kill runs in the triggerer: wait until every job of the chunk has ended at fal (cancelled or done).
     poll(lambda: all(emulator_jobs(emulator)[i]["state"] == "COMPLETED" for i in victim_ids), 120,
          what=f"generate[{victim}]'s jobs ended after it was marked failed")  # fmt: skip
@@ -223,12 +223,12 @@ def test_100_prompts_triggerer_restart_mark_failed_and_in_flight_cap(stack, emul
     states = stack.task_states(DAG_ID, run_id)
     print(f"run {state} in {wall:.0f}s (from trigger); generate[{victim}] marked failed")
     assert state == "success", states  # failure_policy=never: write_manifest accounts for every row and succeeds
-    generate = {i: st for (task, i), st in states.items() if task == "generate"}
-    archive_states = [st for (task, _i), st in states.items() if task == "archive"]
+    generate = {i: st for (task, i), st in states.items() if task == "chunk.generate"}
+    archive_states = {i: st for (task, i), st in states.items() if task == "chunk.archive"}
     assert len(generate) == N_PROMPTS // CHUNK_SIZE
     assert generate.pop(victim) == "failed" and set(generate.values()) == {"success"}, states
-    # archive is expanded over the chunks that returned (all_done): one per chunk but the marked one.
-    assert archive_states == ["success"] * (N_PROMPTS // CHUNK_SIZE - 1), archive_states
+    # each chunk archives right after its generate task (all_done): the marked chunk too (nothing to archive).
+    assert set(archive_states.values()) == {"success"} and len(archive_states) == N_PROMPTS // CHUNK_SIZE, states
     assert states[("plan_jobs", -1)] == states[("write_manifest", -1)] == "success"
 
     # Cancels: only for the marked chunk, only for its jobs not COMPLETED at that moment, once, none earlier.
