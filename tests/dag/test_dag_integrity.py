@@ -29,7 +29,7 @@ def test_dag_imports_with_the_documented_tasks(dag) -> None:
     # a failed chunk still archives what it can, and each chunk archives as soon as it is done
     assert dag.get_task("chunk.archive").trigger_rule == "all_done"
     assert dag.get_task("chunk.archive").upstream_task_ids == {"chunk.generate"}
-    assert dag.get_task("chunk.generate").partial_kwargs["wait_for_completion"] is True
+    assert dag.get_task("chunk.generate").wait_for_completion is True
 
 
 def test_params_validate_and_reject_bad_values(dag) -> None:
