@@ -42,7 +42,7 @@ clean:
 
 ## Airflow's distributed stack natively (CeleryExecutor, Postgres 127.0.0.1:5432, Redis 127.0.0.1:6379):
 ## scheduler, dag-processor, triggerer, api-server and two Celery workers. STACK names it (.airflow/stack-$(STACK)/).
-## The fal connection comes from AIRFLOW_CONN_FAL_DEFAULT in your environment. See docs/running_at_scale.md.
+## The fal connection comes from AIRFLOW_CONN_FAL_DEFAULT in your environment. See "Running at scale" in README.md.
 STACK ?= default
 .PHONY: stack-up stack-down stack-status stack-test
 

@@ -15,7 +15,7 @@ has not finished, or stopped before writing it): it is listed and its page shows
 
 What it serves: only the names above, matched by a strict pattern, then resolved (symlinks
 included) and checked to be a regular file inside the archive root. Anything else is a 404.
-The app has no authentication of its own: see fal_video_plugin.py and docs/gallery.md.
+The app has no authentication of its own: see fal_video_plugin.py and the README.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ def test_a3_archive_task_fails_after_jobs_completed_and_its_retry_succeeds_witho
     assert_one_terminal_row_per_csv_row(result.manifest, [r["id"] for r in rows])
     assert {r["status"] for r in result.manifest} == {"succeeded"}
     assert "could not be downloaded yet" in result.output  # try 1 of the archive task failed...
-    assert result.output.count("[DAG TEST] starting task_id=archive") == 2  # ...and was retried once
-    assert result.output.count("[DAG TEST] starting task_id=generate") == 1
+    assert result.output.count("[DAG TEST] starting task_id=chunk.archive") == 2  # ...and was retried once
+    assert result.output.count("[DAG TEST] starting task_id=chunk.generate") == 1
     media = emulator.requests("media")
     assert [r["status_code"] for r in media].count(503) == 15 and len(media) == 18
     assert len(emulator.requests("submit")) == 3 and len(emulator.requests("result")) == 3  # no resubmit
