@@ -22,7 +22,6 @@ import collections
 import csv
 import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+
+from stack.local_airflow import airflow_env  # noqa: E402
 
 from fal_emulator.testing import EmulatorServer  # noqa: E402
 
@@ -82,21 +83,6 @@ def make_rows(n: int, rng: random.Random) -> list[dict[str, str]]:
         prompt = f"{rng.choice(SUBJECTS)} {rng.choice(PLACES)}, take {i} {marker}".strip()
         rows.append({"id": f"row{i:04d}", "prompt": prompt, "seed": seed})
     return rows
-
-
-def airflow_env(home: Path, base_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "include"), env.get("PYTHONPATH", "")]),
-        "AIRFLOW_CONN_FAL_DEFAULT": json.dumps({
-            "conn_type": "fal", "host": base_url, "password": KEY, "extra": {"allow_http": True},
-        }),
-    })  # fmt: skip
-    return env
 
 
 def sha256_of(path: Path) -> str:
@@ -174,7 +160,7 @@ def main() -> int:
         emulator.add_fault("malformed_status", variant="wrong_types", start=rng.randrange(5, 80), count=4)
         emulator.add_fault("http_error", on="media", status=503, detail="Service Unavailable",
                            start=rng.randrange(1, 20), count=3)  # fmt: skip
-        env = airflow_env(home, emulator.base_url)
+        env = airflow_env(home, emulator.base_url, KEY)
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)  # fmt: skip
         with open(work / "dags_test.log", "w") as log:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,26 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
+from stack.local_airflow import airflow_env  # noqa: E402
+
 from fal_emulator.testing import EmulatorServer  # noqa: E402
 
 DEMO_KEY = "demo-key-id:demo-key-secret"
-
-
-def airflow_env(home: Path, base_url: str) -> dict[str, str]:
-    """Environment for the airflow CLI: private home, this repo's dags/plugins, the emulator connection."""
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "include"), env.get("PYTHONPATH", "")]),
-        "AIRFLOW_CONN_FAL_DEFAULT": json.dumps({
-            "conn_type": "fal", "host": base_url, "password": DEMO_KEY, "extra": {"allow_http": True},
-        }),
-    })  # fmt: skip
-    return env
 
 
 def main() -> int:
@@ -53,7 +37,7 @@ def main() -> int:
     conf = {"prompts_csv": args.csv, "archive_root": args.archive, "poll_interval_seconds": 0.5,
             **json.loads(args.conf)}  # fmt: skip
     with EmulatorServer(keys=[DEMO_KEY], time_scale=args.time_scale, seed=1) as emulator:
-        env = airflow_env(home, emulator.base_url)
+        env = {**airflow_env(home, emulator.base_url, DEMO_KEY), "AIRFLOW__CORE__PARALLELISM": "4"}
         print(f"fal emulator: {emulator.base_url} (time scale {args.time_scale})", flush=True)
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         done = subprocess.run([airflow, "dags", "test", "fal_video_batch", "-c", json.dumps(conf)], env=env)

@@ -19,10 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
+from stack.local_airflow import airflow_env  # noqa: E402
+
 from fal_emulator.testing import EmulatorServer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_demo import DEMO_KEY, airflow_env  # noqa: E402
+DEMO_KEY = "demo-key-id:demo-key-secret"
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
     home = ROOT / ".airflow" / "standalone"
     home.mkdir(parents=True, exist_ok=True)
     with EmulatorServer(keys=[DEMO_KEY], time_scale=args.time_scale, port=args.emulator_port) as emulator:
-        env = airflow_env(home, emulator.base_url)
+        env = {**airflow_env(home, emulator.base_url, DEMO_KEY), "AIRFLOW__CORE__PARALLELISM": "4"}
         if "AIRFLOW_CONN_FAL_DEFAULT" in os.environ:
             env["AIRFLOW_CONN_FAL_DEFAULT"] = os.environ["AIRFLOW_CONN_FAL_DEFAULT"]
         env.update({

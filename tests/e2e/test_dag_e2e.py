@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-from e2e_helpers import sha256_of, write_csv
+from stack.local_airflow import sha256_of, write_csv
 
 ROWS = [
     {"id": "dog", "prompt": "a dog running on the beach", "endpoint": "fal-ai/mochi-v1", "duration": "",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from faults_helpers import AIRFLOW, fal_env
+from stack.local_airflow import migrate
 
 
 @pytest.fixture
@@ -22,6 +21,5 @@ def fal_conn(emulator, fal_key, monkeypatch):
 def faults_dag_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite metadata DB for the `dags test` runs of this suite."""
     home = tmp_path_factory.mktemp("airflow-faults")
-    subprocess.run([AIRFLOW, "db", "migrate"], env=fal_env("http://127.0.0.1:9", "unused", home), check=True,
-                   capture_output=True)  # fmt: skip
+    migrate(home)
     return home

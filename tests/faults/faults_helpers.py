@@ -2,87 +2,31 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stack.local_airflow import AIRFLOW, DagRun, airflow_env, sha256_of, write_csv
+from stack.local_airflow import dags_test as run_dags_test
+
 ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+__all__ = ["AIRFLOW", "DagRun", "sha256_of", "write_csv"]  # re-exported for the fault tests
 TERMINAL = {"succeeded", "reused", "rejected", "failed", "timed_out", "cancelled", "not_submitted",
             "submit_unknown", "media_expired", "dry_run"}  # fmt: skip
 ARCHIVE_FILE = re.compile(r"[0-9a-f]{24}\.(mp4|jpg|json)")
 
 
-def write_csv(path: Path, rows: list[dict[str, str]], *, bom: bool = False, quote_all: bool = False) -> Path:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fal_env(base_url: str, key: str, home: Path | None = None) -> dict[str, str]:
     """Environment for a subprocess that talks to the emulator through the fal_default connection."""
-    env = dict(os.environ)
-    env.update({
-        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("plugins", "include", "tests/faults")),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_FAL_DEFAULT": json.dumps({
-            "conn_type": "fal", "host": base_url, "password": key, "extra": {"allow_http": True},
-        }),
-    })  # fmt: skip
-    if home is not None:
-        env["AIRFLOW_HOME"] = str(home)
-    return env
-
-
-@dataclass
-class DagRun:
-    returncode: int
-    output: str
-    run_dir: Path | None
-
-    @property
-    def manifest(self) -> list[dict[str, Any]]:
-        assert self.run_dir is not None, self.output[-3000:]
-        lines = (self.run_dir / "manifest.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        assert self.run_dir is not None, self.output[-3000:]
-        return json.loads((self.run_dir / "summary.json").read_text())
-
-    def by_id(self) -> dict[str, dict[str, Any]]:
-        return {row["row_id"]: row for row in self.manifest}
+    return airflow_env(home, base_url, key, pythonpath=(str(ROOT / "tests" / "faults"),))
 
 
 def dags_test(home: Path, base_url: str, key: str, csv_path: Path, archive: Path, **params: Any) -> DagRun:
-    """``airflow dags test fal_video_batch`` in a subprocess; the newest run folder is the result."""
+    """``airflow dags test fal_video_batch`` in a subprocess; the run folder it created is the result."""
     conf = {"prompts_csv": str(csv_path), "archive_root": str(archive), "poll_interval_seconds": 0.2, **params}
-    runs = archive / "runs"
-    before = set(runs.glob("*")) if runs.exists() else set()
-    done = subprocess.run(
-        [AIRFLOW, "dags", "test", "fal_video_batch", "-c", json.dumps(conf)],
-        env=fal_env(base_url, key, home), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    new = sorted(set(runs.glob("*")) - before) if runs.exists() else []
-    return DagRun(done.returncode, done.stdout + done.stderr, new[-1] if new else None)
+    return run_dags_test(home, fal_env(base_url, key, home), conf)
 
 
 def jobs_per_prompt(emulator: Any) -> Counter[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from security_helpers import AIRFLOW, DagRun, RecordingServer, airflow_env, dags_test, distinctive_key
+from security_helpers import DagRun, RecordingServer, dags_test, distinctive_key
+from stack.local_airflow import migrate
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +34,7 @@ def sec_emulator(sec_emulator_server):
 def sec_dag_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite metadata DB for every `dags test` run of these tests."""
     home = tmp_path_factory.mktemp("airflow-security")
-    env = airflow_env(home, "http://127.0.0.1:9", "unused")
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
+    migrate(home)
     return home
 
 

@@ -8,12 +8,9 @@ and URL-encoded forms. ``planted`` tests in test_scanner.py prove it finds each 
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
+from stack.local_airflow import AIRFLOW, DagRun, airflow_env, write_csv
+from stack.local_airflow import dags_test as run_dags_test
+
 ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+__all__ = ["AIRFLOW", "DagRun", "airflow_env", "write_csv"]  # re-exported for the security tests
 
 
 def distinctive_key() -> str:
@@ -180,57 +180,9 @@ class RecordingServer:
 # --- `airflow dags test` with a connection of our choosing ----------------------------------------
 
 
-def airflow_env(home: Path, base_url: str, key: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "include")]),
-        "AIRFLOW_CONN_FAL_DEFAULT": json.dumps({
-            "conn_type": "fal", "host": base_url, "password": key, "extra": extra or {"allow_http": True},
-        }),
-    })  # fmt: skip
-    return env
-
-
-@dataclass
-class DagRun:
-    returncode: int
-    output: str
-    run_dir: Path | None
-    archive: Path
-
-    def manifest(self) -> list[dict[str, Any]]:
-        assert self.run_dir is not None, self.output[-3000:]
-        lines = (self.run_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def manifest_csv(self) -> list[list[str]]:
-        assert self.run_dir is not None, self.output[-3000:]
-        with open(self.run_dir / "manifest.csv", encoding="utf-8-sig", newline="") as handle:
-            return list(csv.reader(handle))
-
-
 def dags_test(home: Path, base_url: str, key: str, csv_path: Path, archive: Path, *,
               extra: dict[str, Any] | None = None, **params: Any) -> DagRun:  # fmt: skip
+    """``airflow dags test`` with a connection of our choosing (``extra``); failures never fail the run."""
     conf = {"prompts_csv": str(csv_path), "archive_root": str(archive), "poll_interval_seconds": 0.2,
             "chunk_size": 4, "failure_policy": "never", **params}  # fmt: skip
-    runs = archive / "runs"
-    before = set(runs.glob("*")) if runs.exists() else set()
-    done = subprocess.run(
-        [AIRFLOW, "dags", "test", "fal_video_batch", "-c", json.dumps(conf)],
-        env=airflow_env(home, base_url, key, extra), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    new = sorted(set(runs.glob("*")) - before) if runs.exists() else []
-    return DagRun(done.returncode, done.stdout + done.stderr, new[-1] if new else None, archive)
-
-
-def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return run_dags_test(home, airflow_env(home, base_url, key, extra=extra), conf)

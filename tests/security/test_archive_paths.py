@@ -49,7 +49,7 @@ def test_hostile_ids_metadata_prompts_and_file_names_stay_inside_the_root(run_da
     assert result.returncode == 0, result.output[-4000:]
 
     # Every row is accounted for under its own (unchanged) id, and the videos were archived.
-    manifest = result.manifest()
+    manifest = result.manifest
     assert [r["row_id"] for r in manifest] == [r["id"] for r in rows]
     assert {r["status"] for r in manifest} == {"succeeded"}, [(r["row_id"][:30], r["reason"]) for r in manifest]
 

@@ -69,7 +69,7 @@ def test_dags_test_run_leaves_the_key_nowhere(run_dag, sec_emulator, sec_key: st
     archive = tmp_path / "archive"
     result = run_dag(write_csv(tmp_path / "prompts.csv", ROWS), archive)
     assert result.returncode == 0, result.output[-4000:]
-    statuses = {r["row_id"]: r["status"] for r in result.manifest()}
+    statuses = {r["row_id"]: r["status"] for r in result.manifest}
     assert statuses["ok-1"] == statuses["ok-2"] == statuses["ok-3"] == "succeeded", statuses  # the key worked
     assert statuses["expired"] == "media_expired" and statuses["broken"] == "rejected", statuses
 

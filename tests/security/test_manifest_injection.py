@@ -39,7 +39,7 @@ def test_manifest_csv_cells_never_start_a_formula(run_dag, tmp_path: Path) -> No
         for cell in line:
             assert not cell.startswith(FORMULA_STARTS), (line[0], cell)
 
-    raw = {r["row_id"]: r for r in result.manifest()}  # the lossless form keeps the values as given
+    raw = {r["row_id"]: r for r in result.manifest}  # the lossless form keeps the values as given
     assert set(raw) == {r["id"] for r in rows}
     assert {r["status"] for r in raw.values()} == {"succeeded"}, [(r["row_id"], r["reason"]) for r in raw.values()]
     col = {name: i for i, name in enumerate(header)}

@@ -56,7 +56,7 @@ def test_only_http_https_urls_are_fetched_and_redirects_carry_no_key(
     ]
     result = run_dag(write_csv(tmp_path / "prompts.csv", rows))
     assert result.returncode == 0, result.output[-4000:]
-    got = {r["row_id"]: r for r in result.manifest()}
+    got = {r["row_id"]: r for r in result.manifest}
 
     for row_id, says in [("file", "is not https:// or http://"), ("ftp", "is not https:// or http://"),
                          ("js", "is not https:// or http://"), ("data-html", "text/html, not a video"),
@@ -95,7 +95,7 @@ def test_media_hosts_allow_list_is_checked_on_every_hop(
     extra = {"allow_http": True, "media_hosts": ["127.0.0.1", ".example.invalid"]}
     result = run_dag(write_csv(tmp_path / "prompts.csv", rows), extra=extra)
     assert result.returncode == 0, result.output[-4000:]
-    got = {r["row_id"]: r for r in result.manifest()}
+    got = {r["row_id"]: r for r in result.manifest}
     for row_id in ("other-host", "redirect-other-host"):
         assert (got[row_id]["status"], got[row_id]["reason_code"]) == ("failed", "media_invalid"), got[row_id]
         assert "host localhost is not in the allowed media hosts" in got[row_id]["reason"]
