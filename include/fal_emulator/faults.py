@@ -30,7 +30,7 @@ class FaultKind:
     """One kind of fault: where it applies and what a prompt marker's parameter means."""
 
     name: str
-    scenario: str  # id in shared/reference/fault_scenarios.md, or what it reproduces
+    scenario: str  # id in docs/reference/fault_scenarios.md, or what it reproduces
     level: str  # "request" or "job"
     on: tuple[str, ...] = ()  # request kinds it applies to (request level)
     params: dict[str, Any] = field(default_factory=dict)  # defaults

@@ -1,7 +1,7 @@
 """What fal's queue answers look like: routes, URLs and bodies (reference sections 1, 3 and 4).
 
 Pure functions and small dataclasses, no state: the one place to read when checking the
-emulator's wire format against ``shared/reference/fal_queue_api.md``.
+emulator's wire format against ``docs/reference/fal_queue_api.md``.
 """
 
 from __future__ import annotations

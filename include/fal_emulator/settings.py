@@ -1,7 +1,7 @@
 """Run-time settings of the emulator: one dataclass, changeable through the admin API.
 
 Several fields pick a behaviour that fal does not document ([UNVERIFIED] in the protocol
-reference, ``shared/reference/fal_queue_api.md``). Each of those says so below, and the default
+reference, ``docs/reference/fal_queue_api.md``). Each of those says so below, and the default
 is the reference's best guess.
 """
 

@@ -56,10 +56,16 @@ def main() -> int:
         if passwords.exists():
             print(f"login: admin / {json.loads(passwords.read_text()).get('admin')}  (from {passwords})", flush=True)
         print("Unpause and trigger fal_video_batch in the UI (its form has every param); gallery: Browse menu.")
+
+        def stop(*_args: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM/SIGHUP stop Airflow like Ctrl-C does
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)  # Airflow runs in its own session: stop its whole group
             proc.wait(timeout=60)
             return 0
 

@@ -6,7 +6,7 @@ generation time. Both the Airflow code (CSV validation, cost estimates, result p
 the local emulator (422 answers, output bodies, rendering) read these facts from here, so a
 rule changes in one place only.
 
-Facts come from ``shared/reference/fal_queue_api.md`` section 10. Prices the reference could
+Facts come from ``docs/reference/fal_queue_api.md`` section 10. Prices the reference could
 not find are marked ``assumed`` and are the estimates this project uses until fal publishes one.
 
 This module is pure Python (no Airflow, no HTTP) so the emulator can import it on its own.
